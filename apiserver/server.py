@@ -1,0 +1,119 @@
+"""Serving the app over HTTPS only, with client certificates.
+
+uvicorn does not put the TLS peer certificate into the ASGI scope. ``PeerCertH11Protocol``
+copies ``getpeercert()`` into the per-connection state at ``connection_made``, which uvicorn
+then copies into every request's ``scope["state"]`` (WebSocket upgrades included, since the
+upgrade hands the same state on). That relies on uvicorn internals, hence the pinned version
+in pyproject.toml. TLS asks for a client certificate without requiring one
+(``CERT_OPTIONAL``) so token clients can still connect; TLS 1.2 is the minimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import yaml
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from minik8s.pki import ensure_pki
+
+from apiserver.app import create_app
+from apiserver.config import APIServerConfig
+
+log = logging.getLogger("apiserver")
+
+
+class PeerCertH11Protocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert() if ssl_object is not None else None
+        self.app_state = {**self.app_state, "peercert": cert or None}
+
+
+def server_ssl_context(config: APIServerConfig) -> ssl.SSLContext:
+    pki = ensure_pki(config.pki_dir, hosts=[h for h in config.advertise_hosts + [config.bind_address]
+                                            if h not in ("0.0.0.0", "::")])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(pki.apiserver_cert, pki.apiserver_key)
+    ctx.load_verify_locations(cafile=str(pki.ca_cert))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def uvicorn_config(config: APIServerConfig, app: Any | None = None) -> uvicorn.Config:
+    ctx = server_ssl_context(config)
+    return uvicorn.Config(
+        app or create_app(config), host=config.bind_address, port=config.port,
+        http=PeerCertH11Protocol, ssl_context_factory=lambda _cfg, _default: ctx,
+        ssl_certfile=None, lifespan="on", log_level="warning", access_log=False,
+        timeout_keep_alive=90, timeout_graceful_shutdown=3)
+
+
+def parse_args(argv: list[str] | None) -> APIServerConfig:
+    p = argparse.ArgumentParser(prog="minik8s apiserver",
+                                description="The minik8s API server (HTTPS, backed by etcd).")
+    p.add_argument("--config", type=Path, help="YAML file with the settings below "
+                   "(keys in snake_case); flags override it")
+    p.add_argument("--etcd-servers", help="comma-separated etcd client URLs")
+    p.add_argument("--bind-address")
+    p.add_argument("--secure-port", type=int)
+    p.add_argument("--pki-dir", type=Path)
+    p.add_argument("--advertise-address", action="append", default=None,
+                   help="address or name to put in the serving certificate (repeatable)")
+    p.add_argument("--token-auth-file", type=Path)
+    p.add_argument("--event-ttl", type=int, help="seconds an Event is kept")
+    p.add_argument("--compaction-interval", type=float, help="seconds between compactions")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    settings: dict[str, Any] = {}
+    if a.config:
+        try:
+            settings = yaml.safe_load(a.config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            p.error(f"cannot read --config {a.config}: {exc}")
+        known = set(APIServerConfig.__dataclass_fields__)
+        unknown = set(settings) - known
+        if unknown:
+            p.error(f"unknown settings in {a.config}: {', '.join(sorted(unknown))}")
+    overrides = {
+        "etcd_servers": a.etcd_servers.split(",") if a.etcd_servers else None,
+        "bind_address": a.bind_address, "port": a.secure_port, "pki_dir": a.pki_dir,
+        "advertise_hosts": a.advertise_address, "token_auth_file": a.token_auth_file,
+        "event_ttl_seconds": a.event_ttl, "compaction_interval_seconds": a.compaction_interval,
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    for k in ("pki_dir", "token_auth_file"):
+        if isinstance(settings.get(k), str):
+            settings[k] = Path(settings[k]).expanduser()
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return APIServerConfig(**settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    server = uvicorn.Server(uvicorn_config(config))
+    log.info("serving on https://%s:%d (etcd %s)", config.bind_address, config.port,
+             ",".join(config.etcd_servers))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "uvicorn_config", "server_ssl_context", "PeerCertH11Protocol"]

@@ -1,0 +1,194 @@
+"""Kind-specific lifecycle rules (Kubernetes' per-resource "strategies"): what the server
+resets on create, which part of an object a subresource writes, how a delete becomes
+graceful, and what keeps a deleted object around. The generic store calls these hooks and
+stays free of ``if kind == ...`` branches."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+
+from minik8s.api.errors import BadRequest, Conflict, Invalid
+from minik8s.api.meta import Obj
+from minik8s.api.registry import ResourceType
+
+# Kinds whose status a creator may set (the kubelet registers a Node with its capacity).
+_KEEP_STATUS_ON_CREATE = {"Node"}
+# Kinds a PUT may create when missing (as their Kubernetes strategies allow).
+_CREATE_ON_UPDATE = {"Lease", "Endpoints", "Event"}
+_SCALABLE = {"Deployment", "ReplicaSet", "StatefulSet"}
+
+
+def prepare_create(rt: ResourceType, obj: Obj) -> None:
+    if rt.has_status and rt.kind not in _KEEP_STATUS_ON_CREATE:
+        obj.pop("status", None)
+    if rt.kind == "Pod":
+        obj["status"] = {"phase": "Pending"}
+    elif rt.kind == "Namespace":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("finalizers", ["kubernetes"])
+        obj["status"] = {"phase": "Active"}
+
+
+def allow_create_on_update(rt: ResourceType) -> bool:
+    return rt.kind in _CREATE_ON_UPDATE
+
+
+def prepare_update(rt: ResourceType, new: Obj, old: Obj, sub: str | None) -> Obj:
+    """The object to store for a write of ``new`` over ``old`` through ``sub``: users own
+    everything but ``status`` on the main resource; a status write changes only ``status``;
+    a namespace's ``finalize`` changes only ``spec.finalizers``."""
+    if sub is None:
+        if rt.has_status:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        return new
+    out = copy.deepcopy(old)
+    out["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion")
+    if sub == "status":
+        if "status" in new:
+            out["status"] = new["status"]
+        else:
+            out.pop("status", None)
+        if rt.kind == "Node":  # the kubelet keeps its labels and annotations current
+            for k in ("labels", "annotations"):
+                if k in new["metadata"]:
+                    out["metadata"][k] = new["metadata"][k]
+    elif sub == "finalize":
+        out.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
+    else:
+        raise BadRequest(f"subresource {sub} cannot be written this way")
+    return out
+
+
+# --- scale subresource ---------------------------------------------------------------
+
+
+def view(rt: ResourceType, obj: Obj, sub: str | None) -> Obj:
+    """What a GET of the (sub)resource shows."""
+    if sub == "scale":
+        return scale_of(rt, obj)
+    return obj
+
+
+def scale_of(rt: ResourceType, obj: Obj) -> Obj:
+    if rt.kind not in _SCALABLE:
+        raise BadRequest(f"{rt.qualified} has no scale subresource")
+    md = obj["metadata"]
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    selector = (spec.get("selector") or {})
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                        "creationTimestamp") if k in md},
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {"replicas": status.get("replicas", 0),
+                   "selector": _selector_string(selector)},
+    }
+
+
+def apply_scale(rt: ResourceType, obj: Obj, scale: Obj) -> Obj:
+    """The full object after writing ``scale`` (a Scale) to it."""
+    replicas = (scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise Invalid.object("Scale", "autoscaling", obj["metadata"]["name"], [{
+            "reason": "FieldValueInvalid", "field": "spec.replicas",
+            "message": "must be greater than or equal to 0"}])
+    out = copy.deepcopy(obj)
+    out.setdefault("spec", {})["replicas"] = replicas
+    rv = (scale.get("metadata") or {}).get("resourceVersion")
+    out["metadata"]["resourceVersion"] = rv or obj["metadata"]["resourceVersion"]
+    return out
+
+
+def _selector_string(selector: Obj) -> str:
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(sorted(values))})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(sorted(values))})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+# --- binding -------------------------------------------------------------------------
+
+
+def bind(pod: Obj, binding: Obj) -> Obj:
+    """The pod after ``POST pods/{name}/binding``: bound once, to the target node."""
+    target = binding.get("target") or {}
+    node = target.get("name")
+    if not node:
+        raise Invalid.object("Binding", "", pod["metadata"]["name"], [{
+            "reason": "FieldValueRequired", "field": "target.name", "message": "Required value"}])
+    name = pod["metadata"]["name"]
+    if pod["metadata"].get("deletionTimestamp"):
+        raise Conflict.object("pods", "", name, "pod is being deleted, cannot be assigned to a host")
+    current = (pod.get("spec") or {}).get("nodeName")
+    if current:
+        raise Conflict.object("pods", "", name, f"pod {name} is already assigned to node "
+                              f'"{current}"')
+    out = copy.deepcopy(pod)
+    out["spec"]["nodeName"] = node
+    conditions = [c for c in (out.get("status") or {}).get("conditions") or []
+                  if c.get("type") != "PodScheduled"]
+    conditions.append({"type": "PodScheduled", "status": "True",
+                       "lastTransitionTime": datetime.now(timezone.utc).strftime(
+                           "%Y-%m-%dT%H:%M:%SZ")})
+    out.setdefault("status", {})["conditions"] = conditions
+    return out
+
+
+# --- deletion ------------------------------------------------------------------------
+
+
+def graceful_delete(rt: ResourceType, obj: Obj, grace: int | None) -> bool | None:
+    """Make the delete graceful where Kubernetes does: a pod bound to a node stays, marked
+    with ``deletionTimestamp``, until its kubelet has stopped it and deletes it with grace 0.
+    None means "no grace: delete now"; otherwise whether ``obj`` was changed."""
+    if rt.kind != "Pod":
+        return None
+    spec, md = obj.get("spec") or {}, obj["metadata"]
+    phase = (obj.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return None
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+    if grace <= 0:
+        return None
+    current = md.get("deletionGracePeriodSeconds")
+    if md.get("deletionTimestamp") and current is not None and current <= grace:
+        return False  # already terminating, and no sooner than asked
+    md["deletionGracePeriodSeconds"] = grace
+    md["deletionTimestamp"] = (datetime.now(timezone.utc) + timedelta(seconds=grace)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    return True
+
+
+def pending_finalizers(rt: ResourceType, obj: Obj) -> bool:
+    """Kind-specific finalization that must end before the object goes (a namespace's
+    ``spec.finalizers``, cleared through ``namespaces/{name}/finalize``)."""
+    if rt.kind == "Namespace":
+        return bool((obj.get("spec") or {}).get("finalizers"))
+    return False
+
+
+def on_delete_pending(rt: ResourceType, obj: Obj) -> bool:
+    """Mark an object whose deletion waits; True if it changed."""
+    if rt.kind == "Namespace":
+        status = obj.setdefault("status", {})
+        if status.get("phase") != "Terminating":
+            status["phase"] = "Terminating"
+            return True
+    return False
+
+
+__all__ = ["prepare_create", "allow_create_on_update", "prepare_update", "view", "scale_of",
+           "apply_scale", "bind", "graceful_delete", "pending_finalizers", "on_delete_pending"]
