@@ -416,13 +416,21 @@ def _decode(raw: bytes, request: Request, opts: WriteOptions | None) -> Any:
     return body
 
 
+def _include_object(query: dict[str, str]) -> str:
+    value = query.get("includeObject") or "Metadata"
+    if value not in ("None", "Metadata", "Object"):
+        raise BadRequest(f'includeObject: Unsupported value: "{value}": supported values: '
+                         f'"None", "Metadata", "Object"')
+    return value
+
+
 def _render_list(request: Request, rt: ResourceType, result: Obj, query: dict[str, str]) -> Response:
     accept = request.headers.get("accept", "")
     if tables.table_wanted(accept):
         md = result.get("metadata") or {}
         return JSONResponse(tables.to_table(
             rt, result["items"], resource_version=md.get("resourceVersion", ""),
-            include_object=query.get("includeObject") or "Object",
+            include_object=_include_object(query),
             continue_token=md.get("continue", "")))
     return JSONResponse(result)
 
@@ -431,7 +439,7 @@ def _render_one(request: Request, rt: ResourceType, obj: Obj, query: dict[str, s
     if obj.get("kind") == rt.kind and tables.table_wanted(request.headers.get("accept", "")):
         return JSONResponse(tables.to_table(
             rt, [obj], resource_version=(obj.get("metadata") or {}).get("resourceVersion", ""),
-            include_object=query.get("includeObject") or "Object"))
+            include_object=_include_object(query)))
     return JSONResponse(obj)
 
 
@@ -452,7 +460,7 @@ def _watch(srv: APIServer, request: Request, rt: ResourceType, ns: str | None,
         except ValueError:
             raise BadRequest("timeoutSeconds: must be an integer") from None
     as_table = tables.table_wanted(request.headers.get("accept", ""))
-    include = query.get("includeObject") or "Object"
+    include = _include_object(query)
     cache = srv.caches[rt]
     try:
         watcher = cache.watch(ns, rv or None, predicate,
