@@ -1,6 +1,6 @@
 """Serving the app over HTTPS only, with client certificates.
 
-uvicorn does not put the TLS peer certificate into the ASGI scope. ``PeerCertH11Protocol``
+uvicorn does not put the TLS peer certificate into the ASGI scope. ``PeerCertHttpToolsProtocol``
 copies ``getpeercert()`` into the per-connection state at ``connection_made``, which uvicorn
 then copies into every request's ``scope["state"]`` (WebSocket upgrades included, since the
 upgrade hands the same state on). That relies on uvicorn internals, hence the pinned version
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import ssl
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import uvicorn
 import yaml
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from minik8s.pki import ensure_pki
 
@@ -31,7 +30,7 @@ from apiserver.config import APIServerConfig
 log = logging.getLogger("apiserver")
 
 
-class PeerCertH11Protocol(H11Protocol):
+class PeerCertHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
@@ -54,7 +53,7 @@ def uvicorn_config(config: APIServerConfig, app: Any | None = None) -> uvicorn.C
     ctx = server_ssl_context(config)
     return uvicorn.Config(
         app or create_app(config), host=config.bind_address, port=config.port,
-        http=PeerCertH11Protocol, ssl_context_factory=lambda _cfg, _default: ctx,
+        http=PeerCertHttpToolsProtocol, loop="uvloop", ssl_context_factory=lambda _cfg, _default: ctx,
         ssl_certfile=None, lifespan="on", log_level="warning", access_log=False,
         timeout_keep_alive=90, timeout_graceful_shutdown=3)
 
@@ -116,4 +115,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "uvicorn_config", "server_ssl_context", "PeerCertH11Protocol"]
+__all__ = ["main", "uvicorn_config", "server_ssl_context", "PeerCertHttpToolsProtocol"]
