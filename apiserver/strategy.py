@@ -44,6 +44,8 @@ def prepare_update(rt: ResourceType, new: Obj, old: Obj, sub: str | None) -> Obj
                 new["status"] = copy.deepcopy(old["status"])
             else:
                 new.pop("status", None)
+        if rt.kind == "Service":
+            _keep_allocations(new, old)
         return new
     out = copy.deepcopy(old)
     out["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion")
@@ -61,6 +63,24 @@ def prepare_update(rt: ResourceType, new: Obj, old: Obj, sub: str | None) -> Obj
     else:
         raise BadRequest(f"subresource {sub} cannot be written this way")
     return out
+
+
+def _keep_allocations(new: Obj, old: Obj) -> None:
+    """A Service replaced without its allocated ClusterIP or node ports keeps them
+    (``kubectl replace`` of a manifest that never named them), as Kubernetes does."""
+    spec, old_spec = new.get("spec"), old.get("spec") or {}
+    if not isinstance(spec, dict):
+        return
+    for key in ("clusterIP", "clusterIPs"):
+        if not spec.get(key) and old_spec.get(key):
+            spec[key] = copy.deepcopy(old_spec[key])
+    old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                 for p in old_spec.get("ports") or [] if isinstance(p, dict)}
+    for port in spec.get("ports") or []:
+        if isinstance(port, dict) and not port.get("nodePort"):
+            node_port = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
+            if node_port and spec.get("type") in ("NodePort", "LoadBalancer"):
+                port["nodePort"] = node_port
 
 
 # --- scale subresource ---------------------------------------------------------------
@@ -123,8 +143,8 @@ def _selector_string(selector: Obj) -> str:
 
 def bind(pod: Obj, binding: Obj) -> Obj:
     """The pod after ``POST pods/{name}/binding``: bound once, to the target node."""
-    target = binding.get("target") or {}
-    node = target.get("name")
+    target = binding.get("target")
+    node = target.get("name") if isinstance(target, dict) else None
     if not node:
         raise Invalid.object("Binding", "", pod["metadata"]["name"], [{
             "reason": "FieldValueRequired", "field": "target.name", "message": "Required value"}])
