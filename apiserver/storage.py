@@ -80,6 +80,7 @@ class Storage:
         self.endpoints = endpoints
         self.codec = codec or Codec()
         host, _, port = endpoints[0].split("://")[-1].rpartition(":")
+        self._timeout = timeout
         self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port or 2379),
                                     timeout=timeout)
         self._ttl_leases: dict[int, tuple[int, float]] = {}
@@ -110,7 +111,7 @@ class Storage:
 
     async def get(self, key: str) -> Stored:
         resp = await self._call(self._client.kvstub.Range(
-            rpc.RangeRequest(key=key.encode()), timeout=self._client._timeout))
+            rpc.RangeRequest(key=key.encode()), timeout=self._timeout))
         if not resp.kvs:
             raise KeyMissing(key)
         kv = resp.kvs[0]
@@ -125,7 +126,7 @@ class Storage:
         start = (start_after.encode() + b"\0") if start_after else p
         req = rpc.RangeRequest(key=start, range_end=prefix_range_end(p), limit=limit,
                                revision=revision)
-        resp = await self._call(self._client.kvstub.Range(req, timeout=self._client._timeout))
+        resp = await self._call(self._client.kvstub.Range(req, timeout=self._timeout))
         items = [Stored(self.codec.decode(kv.key.decode(), kv.value, kv.mod_revision),
                         kv.mod_revision) for kv in resp.kvs]
         last = resp.kvs[-1].key.decode() if resp.kvs else None
@@ -134,12 +135,12 @@ class Storage:
     async def count(self, prefix: str) -> int:
         p = prefix.encode()
         req = rpc.RangeRequest(key=p, range_end=prefix_range_end(p), count_only=True)
-        resp = await self._call(self._client.kvstub.Range(req, timeout=self._client._timeout))
+        resp = await self._call(self._client.kvstub.Range(req, timeout=self._timeout))
         return resp.count
 
     async def current_revision(self) -> int:
         resp = await self._call(self._client.kvstub.Range(
-            rpc.RangeRequest(key=b"/registry/", limit=1), timeout=self._client._timeout))
+            rpc.RangeRequest(key=b"/registry/", limit=1), timeout=self._timeout))
         return resp.header.revision
 
     # --- writes -------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Storage:
     async def _txn(self, compare: list[Any], success: list[Any],
                    failure: list[Any]) -> rpc.TxnResponse:
         req = rpc.TxnRequest(compare=compare, success=success, failure=failure)
-        return await self._call(self._client.kvstub.Txn(req, timeout=self._client._timeout))
+        return await self._call(self._client.kvstub.Txn(req, timeout=self._timeout))
 
     @staticmethod
     def _cmp_mod(key: bytes, revision: int) -> rpc.Compare:
