@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from minik8s.api.errors import NotFound, StatusError
+from minik8s.api.errors import NotFound
 from minik8s.api.meta import Obj, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class EventRecorder:
     async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         try:
             await self._record(obj, type_, reason, message)
-        except (StatusError, OSError, Exception) as exc:  # never fail the caller
+        except Exception as exc:  # never fail the caller
             log.debug("could not record event %s for %s: %s", reason,
                       (obj.get("metadata") or {}).get("name"), exc)
 
