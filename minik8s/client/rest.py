@@ -17,7 +17,8 @@ from typing import Any, AsyncIterator
 import httpx
 
 from minik8s.api.errors import BadRequest, Gone, StatusError
-from minik8s.api.meta import Obj, key_of, resource_version
+from minik8s.api.meta import Obj, key_of
+from minik8s.api.meta import resource_version as version_of
 from minik8s.api.registry import REGISTRY, ResourceType
 from minik8s.client.kubeconfig import ClientConfig, load_kubeconfig
 
@@ -231,7 +232,7 @@ class Client:
                                               resource_version=rv,
                                               timeout_seconds=timeout_seconds, **sel):
                     obj = event.get("object") or {}
-                    rv = resource_version(obj) or rv
+                    rv = version_of(obj) or rv
                     if event["type"] == "BOOKMARK":
                         continue
                     if event["type"] == "DELETED":
@@ -259,7 +260,7 @@ def _diff_relist(known: dict[str, Obj], items: list[Obj]) -> list[Obj]:
         old = known.get(key)
         if old is None:
             events.append({"type": "ADDED", "object": obj})
-        elif resource_version(old) != resource_version(obj):
+        elif version_of(old) != version_of(obj):
             events.append({"type": "MODIFIED", "object": obj})
         known[key] = obj
     return events
