@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from minik8s import __version__
 from minik8s.api import schema
@@ -32,6 +33,7 @@ from apiserver.auth import Authenticator, AuthMiddleware, StaticTokens, User
 from apiserver.authz import RequestAttributes, authorize, forbidden_error
 from apiserver.config import APIServerConfig
 from apiserver.housekeeping import Housekeeping
+from apiserver.nodeipam import NodeCIDRAllocator
 from apiserver.requestinfo import RequestInfo, resolve
 from apiserver.rest import PATCH_CONTENT_TYPES, DeleteOptions, ResourceStore, WriteOptions
 from apiserver.storage import KeyExists, Storage
@@ -53,6 +55,10 @@ class APIServer:
         self.admission = Admission(self.storage, self.caches)
         self.store = ResourceStore(self.storage, self.caches, self.admission,
                                    event_ttl=config.event_ttl_seconds)
+        if config.cluster_cidr:
+            self.store.node_ipam = NodeCIDRAllocator(config.cluster_cidr,
+                                                     config.node_cidr_mask_size,
+                                                     self.caches[REGISTRY.resolve("nodes")])
         self.tokens = StaticTokens(config.token_auth_file)
         self.authenticator = Authenticator([self.tokens])
         self.housekeeping = Housekeeping(self.storage, config)
@@ -105,6 +111,13 @@ def create_app(config: APIServerConfig, server: APIServer | None = None) -> Any:
     async def _status_error(request: Request, err: StatusError) -> Response:
         return status_response(err)
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, err: HTTPException) -> Response:
+        # Paths and methods no route serves (404, 405) answer with a Status like the rest.
+        message = _HTTP_MESSAGES.get(err.status_code, str(err.detail))
+        return status_response(StatusError.from_status({"code": err.status_code,
+                                                        "message": message}))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> Response:
         log.exception("internal error serving %s %s", request.method, request.url.path)
@@ -114,6 +127,12 @@ def create_app(config: APIServerConfig, server: APIServer | None = None) -> Any:
     _discovery_routes(app, srv)
     _resource_routes(app, srv)
     return AuthMiddleware(app, srv.authenticator)
+
+
+_HTTP_MESSAGES = {
+    404: "the server could not find the requested resource",
+    405: "the server does not allow this method on the requested resource",
+}
 
 
 def status_response(err: StatusError, headers: dict[str, str] | None = None) -> Response:
@@ -319,8 +338,9 @@ async def _serve(srv: APIServer, request: Request, group: str, version: str,
     if verb == "create":
         if sub:
             raise NotFound("the server could not find the requested resource")
-        await _authorize(srv, request, info, name=(body.get("metadata") or {}).get("name")
-                         if isinstance(body, dict) else None)
+        md = body.get("metadata")
+        await _authorize(srv, request, info,
+                         name=md.get("name") if isinstance(md, dict) else None)
         obj = await store.create(rt, ns, body, opts)
         return _written(rt, obj, 201, opts, None)
     # update
@@ -405,9 +425,11 @@ def _decode(raw: bytes, request: Request, opts: WriteOptions | None) -> Any:
             if len(docs) != 1:
                 raise BadRequest("the body of the request must hold exactly one YAML document")
             body = docs[0]
+            if not _fits(body, len(raw)):
+                raise BadRequest("yaml: document contains excessive aliasing")
         else:
             body, dups = schema.json_loads_with_duplicates(raw)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
         raise BadRequest(f"the body of the request could not be decoded: {exc}") from None
     if opts is not None:
         opts.report(dups)
@@ -422,6 +444,23 @@ def _include_object(query: dict[str, str]) -> str:
         raise BadRequest(f'includeObject: Unsupported value: "{value}": supported values: '
                          f'"None", "Metadata", "Object"')
     return value
+
+
+def _fits(doc: Any, budget: int) -> bool:
+    """Whether ``doc`` has at most ``budget`` values. Without aliases every value takes at
+    least one byte of the body; YAML aliases can make a small body expand without bound (or
+    refer to itself), which nothing after decoding could survive."""
+    stack = [doc]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
 
 
 def _render_list(request: Request, rt: ResourceType, result: Obj, query: dict[str, str]) -> Response:
@@ -456,9 +495,11 @@ def _watch(srv: APIServer, request: Request, rt: ResourceType, ns: str | None,
     timeout = srv.config.watch_timeout_seconds
     if query.get("timeoutSeconds"):
         try:
-            timeout = max(0, int(query["timeoutSeconds"]))
+            requested = int(query["timeoutSeconds"])
         except ValueError:
             raise BadRequest("timeoutSeconds: must be an integer") from None
+        if requested > 0:  # 0 means the server's default, as in Kubernetes
+            timeout = requested
     as_table = tables.table_wanted(request.headers.get("accept", ""))
     include = _include_object(query)
     cache = srv.caches[rt]

@@ -26,6 +26,12 @@ class APIServerConfig:
     watch_cache_window: int = 10_000
     watch_timeout_seconds: int = 1800
     bookmark_interval_seconds: float = 5.0
+    # Pod ranges: each Node registered without spec.podCIDR gets the lowest free
+    # /node_cidr_mask_size of cluster_cidr (empty cluster_cidr: no allocation).
+    cluster_cidr: str = "10.244.0.0/16"
+    node_cidr_mask_size: int = 24
+    # Further addresses to listen on besides bind_address (the node bridge of `minik8s up`).
+    extra_bind_addresses: list[str] = field(default_factory=list)
 
     @property
     def advertise_address(self) -> str:

@@ -15,6 +15,11 @@ _VERBS = {
     ("PUT", True): "update", ("PATCH", True): "patch",
     ("DELETE", True): "delete", ("DELETE", False): "deletecollection",
 }
+# What each subresource serves (as discovery lists it); the main resource serves ``rt.verbs``.
+_SUBRESOURCE_VERBS = {
+    "status": ("get", "patch", "update"), "scale": ("get", "patch", "update"),
+    "binding": ("create",), "finalize": ("update",),
+}
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,10 @@ def resolve(method: str, group: str, version: str, segments: list[str], *, watch
     if len(segs) > 3 or (sub is not None and sub not in rt.subresources):
         raise NotFound("the server could not find the requested resource")
     verb = _VERBS.get((method, name is not None))
-    if verb is None:
+    allowed = _SUBRESOURCE_VERBS.get(sub) if sub else rt.verbs
+    if verb is None or (allowed is not None and verb not in allowed):
         raise MethodNotAllowed(f"{method} is not supported on {rt.qualified}"
-                               f"{' objects' if name else ''}")
+                               f"{'/' + sub if sub else ' objects' if name else ''}")
     if verb == "list" and watch:
         verb = "watch"
     if verb == "get" and watch and sub is None:

@@ -76,7 +76,10 @@ class DeleteOptions:
             policy = "Orphan"
         dry = body.get("dryRun") or query.get("dryRun")
         dry_run = bool(dry) and ("All" in dry if isinstance(dry, list) else dry == "All")
-        return cls(grace, policy, dict(body.get("preconditions") or {}), dry_run)
+        preconditions = body.get("preconditions") or {}
+        if not isinstance(preconditions, dict):
+            raise BadRequest("preconditions: must be an object")
+        return cls(grace, policy, dict(preconditions), dry_run)
 
 
 class ResourceStore:
@@ -86,6 +89,7 @@ class ResourceStore:
         self.caches = caches
         self.admission = admission
         self.event_ttl = event_ttl
+        self.node_ipam: Any = None  # apiserver.nodeipam.NodeCIDRAllocator, set by the app
 
     # --- helpers ------------------------------------------------------------------
 
@@ -149,12 +153,14 @@ class ResourceStore:
         _check_fields(rt, obj, opts)
         strategy.prepare_create(rt, obj)
         await self.admission.admit_create(rt, obj, opts)
+        if self.node_ipam is not None and rt.kind == "Node" and not rt.group:
+            await self.node_ipam.admit_create(obj, dry_run=opts.dry_run)
         if opts.dry_run:
             return obj
         key = rt.storage_key(ns, md["name"])
         for attempt in range(8):
             try:
-                return (await self.storage.create(key, obj, ttl=self._ttl(rt))).obj
+                return (await self._insert(rt, key, obj)).obj
             except KeyExists:
                 if md.get("generateName") and attempt < 7 and not opts.dry_run:
                     md["name"] = md["generateName"] + _random_suffix()
@@ -162,6 +168,12 @@ class ResourceStore:
                     continue
                 raise AlreadyExists.object(rt.plural, rt.group, md["name"]) from None
         raise AlreadyExists.object(rt.plural, rt.group, md["name"])
+
+    async def _insert(self, rt: ResourceType, key: str, obj: Obj) -> Stored:
+        stored = await self.storage.create(key, obj, ttl=self._ttl(rt))
+        if self.node_ipam is not None and rt.kind == "Node" and not rt.group:
+            self.node_ipam.created(stored.obj, stored.revision)
+        return stored
 
     # --- read ---------------------------------------------------------------------
 
@@ -173,6 +185,8 @@ class ResourceStore:
         limit = _int_param(query, "limit") or 0
         token = query.get("continue") or ""
         rv = query.get("resourceVersion") or ""
+        if rv and rv != "0":
+            _revision(rv)  # any version is served from the latest state, but must be one
         if not token and rv == "0" and not limit:
             cache = self.caches[rt]
             items = cache.list(ns, predicate)
@@ -231,15 +245,24 @@ class ResourceStore:
         creates it, as Kubernetes allows for most kinds."""
         self._check_identity(rt, ns, name, obj)
         want_rv = (obj.get("metadata") or {}).get("resourceVersion")
-        try:
-            cur = await self.storage.get(rt.storage_key(ns, name))
-        except KeyMissing:
-            if sub is None and strategy.allow_create_on_update(rt):
-                return await self.create(rt, ns, obj, opts), True
-            raise NotFound.object(rt.plural, rt.group, name) from None
-        # An update without a resourceVersion is unconditional, as Kubernetes allows.
-        expected = _revision(want_rv) if want_rv else cur.revision
-        return await self._write(rt, ns, name, cur, obj, sub, opts, expected), False
+        for _ in range(16):
+            try:
+                cur = await self.storage.get(rt.storage_key(ns, name))
+            except KeyMissing:
+                if sub is None and strategy.allow_create_on_update(rt):
+                    return await self.create(rt, ns, obj, opts), True
+                raise NotFound.object(rt.plural, rt.group, name) from None
+            if want_rv:
+                return await self._write(rt, ns, name, cur, obj, sub, opts,
+                                         _revision(want_rv)), False
+            # An update without a resourceVersion is unconditional, as Kubernetes allows: it
+            # applies to whatever is current, retrying if the object moves under it.
+            try:
+                return await self._write(rt, ns, name, cur, copy.deepcopy(obj), sub, opts,
+                                         cur.revision), False
+            except Conflict:
+                continue
+        raise Conflict.object(rt.plural, rt.group, name, "too many concurrent changes")
 
     async def patch(self, rt: ResourceType, ns: str | None, name: str, body: bytes,
                     content_type: str, sub: str | None, opts: WriteOptions) -> Obj:
@@ -251,7 +274,7 @@ class ResourceStore:
                            f"media types include: {', '.join(list(PATCH_CONTENT_TYPES)[:3])}"})
         try:
             doc = json.loads(body) if body else None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"error decoding patch: {exc}") from None
         for _ in range(16):
             cur = await self._get(rt, ns, name)
@@ -259,18 +282,21 @@ class ResourceStore:
             patched = _apply_patch(kind, base, doc, rt.kind)
             if not isinstance(patched, dict):
                 raise BadRequest("the patch must produce an object")
-            want_rv = (patched.get("metadata") or {}).get("resourceVersion")
+            md = patched.get("metadata")
+            want_rv = md.get("resourceVersion") if isinstance(md, dict) else None
             if sub == "scale":
                 patched = strategy.apply_scale(rt, cur.obj, patched)
             self._check_identity(rt, ns, name, patched)
             # A patch that names a version is a precondition; otherwise it applies to
-            # whatever is current, retrying if the object moves under it.
+            # whatever is current, retrying if the object moves under it. (The patched object
+            # carries the version it was read at unless the patch set another.)
+            pinned = bool(want_rv) and want_rv != cur.obj["metadata"].get("resourceVersion")
             expected = _revision(want_rv) if want_rv else cur.revision
             try:
                 return await self._write(rt, ns, name, cur, patched,
                                          None if sub == "scale" else sub, opts, expected)
             except Conflict:
-                if want_rv:
+                if pinned:
                     raise
         raise Conflict.object(rt.plural, rt.group, name, "too many concurrent changes")
 
@@ -285,6 +311,8 @@ class ResourceStore:
         if sub is None and rt.has_status and _spec_changed(new, old):
             new["metadata"]["generation"] = (old["metadata"].get("generation") or 1) + 1
         await self.admission.admit_update(rt, new, old, opts, sub)
+        if self.node_ipam is not None and rt.kind == "Node" and not rt.group and sub is None:
+            await self.node_ipam.admit_update(new, old, dry_run=opts.dry_run)
         if _finalized(rt, new):
             if opts.dry_run:
                 return new
@@ -307,7 +335,8 @@ class ResourceStore:
         key = rt.storage_key(ns, name)
         for _ in range(16):
             cur = await self._get(rt, ns, name)
-            want_uid = ((binding.get("metadata") or {}).get("uid"))
+            md = binding.get("metadata")
+            want_uid = md.get("uid") if isinstance(md, dict) else None
             if want_uid and want_uid != cur.obj["metadata"].get("uid"):
                 raise Conflict.object(rt.plural, rt.group, name, "the pod UID does not match")
             bound = strategy.bind(cur.obj, binding)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -39,8 +40,8 @@ class PeerCertHttpToolsProtocol(HttpToolsProtocol):
 
 
 def server_ssl_context(config: APIServerConfig) -> ssl.SSLContext:
-    pki = ensure_pki(config.pki_dir, hosts=[h for h in config.advertise_hosts + [config.bind_address]
-                                            if h not in ("0.0.0.0", "::")])
+    hosts = config.advertise_hosts + [config.bind_address] + config.extra_bind_addresses
+    pki = ensure_pki(config.pki_dir, hosts=[h for h in hosts if h not in ("0.0.0.0", "::")])
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(pki.apiserver_cert, pki.apiserver_key)
@@ -72,6 +73,12 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
     p.add_argument("--token-auth-file", type=Path)
     p.add_argument("--event-ttl", type=int, help="seconds an Event is kept")
     p.add_argument("--compaction-interval", type=float, help="seconds between compactions")
+    p.add_argument("--cluster-cidr", help="range the nodes' pod ranges come from "
+                   "(default 10.244.0.0/16; empty: no allocation)")
+    p.add_argument("--node-cidr-mask-size", type=int, help="prefix length of a node's pod "
+                   "range (default 24)")
+    p.add_argument("--extra-bind-address", action="append", default=None,
+                   help="another address to listen on besides --bind-address (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     settings: dict[str, Any] = {}
@@ -89,6 +96,8 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
         "bind_address": a.bind_address, "port": a.secure_port, "pki_dir": a.pki_dir,
         "advertise_hosts": a.advertise_address, "token_auth_file": a.token_auth_file,
         "event_ttl_seconds": a.event_ttl, "compaction_interval_seconds": a.compaction_interval,
+        "cluster_cidr": a.cluster_cidr, "node_cidr_mask_size": a.node_cidr_mask_size,
+        "extra_bind_addresses": a.extra_bind_address,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     for k in ("pki_dir", "token_auth_file"):
@@ -102,13 +111,25 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     server = uvicorn.Server(uvicorn_config(config))
-    log.info("serving on https://%s:%d (etcd %s)", config.bind_address, config.port,
+    hosts = [config.bind_address] + [h for h in config.extra_bind_addresses
+                                     if h != config.bind_address]
+    log.info("serving on %s (etcd %s)", ", ".join(f"https://{h}:{config.port}" for h in hosts),
              ",".join(config.etcd_servers))
     try:
-        server.run()
+        server.run(sockets=[_listen(h, config.port) for h in hosts] if len(hosts) > 1 else None)
     except KeyboardInterrupt:
         pass
     return 0 if server.started else 1
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 if __name__ == "__main__":
