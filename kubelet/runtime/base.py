@@ -64,6 +64,7 @@ class ContainerInfo:
 class ImageInfo:
     id: str
     tags: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)  # repo@sha256:..., for a pulled image
 
 
 @dataclass

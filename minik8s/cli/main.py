@@ -15,6 +15,7 @@ from minik8s.cli import local
 # component name -> "module:function" taking argv and returning an exit code
 COMPONENTS: dict[str, str] = {
     "apiserver": "apiserver.server:main",
+    "kubelet": "kubelet.main:main",
     "scheduler": "scheduler.main:main",
 }
 

@@ -1,0 +1,104 @@
+"""Helpers shared by the end-to-end tests: polling with a bound, and an in-process kubelet
+that a test can restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from kubelet.config import KubeletConfig
+from kubelet.kubelet import Kubelet
+from kubelet.network import NoNetwork
+from kubelet.runtime.base import LABEL_NODE
+from kubelet.runtime.docker import DockerRuntime
+from minik8s.client import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+BUSYBOX = "minik8s/busybox:1.35"
+
+
+def remove_node_containers(node_name: str) -> None:
+    import docker
+    api = docker.APIClient(version="auto")
+    try:
+        for c in api.containers(all=True, filters={"label": f"{LABEL_NODE}={node_name}"}):
+            try:
+                api.remove_container(c["Id"], force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+    finally:
+        api.close()
+
+
+class KubeletHandle:
+    """One in-process kubelet that a test can stop and start again."""
+
+    def __init__(self, apiserver: Any, name: str, root: Path, **overrides: Any):
+        self.name = name
+        self.kubeconfig = apiserver.kubeconfig_for(f"node-{name}", f"system:node:{name}",
+                                                   ("system:nodes",))
+        self.config = KubeletConfig(
+            node_name=name, kubeconfig=str(self.kubeconfig), root_dir=str(root),
+            node_ip="127.0.0.1", crash_loop_backoff_base=1.0, crash_loop_backoff_max=4.0,
+            node_status_update_period=2.0, lease_renew_interval=2.0, sync_frequency=5.0,
+            orphan_cleanup_period=5.0, **overrides)
+        self.runtime = DockerRuntime(self.config.docker_url)
+        self.kubelet: Kubelet | None = None
+        self.client: Client | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.client = Client.from_kubeconfig(str(self.kubeconfig))
+        self.kubelet = Kubelet(self.config, self.client, self.runtime, NoNetwork("10.96.0.10"))
+        self.task = asyncio.get_running_loop().create_task(self.kubelet.start(),
+                                                           name=f"kubelet-{self.name}")
+        await wait_for(lambda: self._ready(), 30, "kubelet did not sync")
+
+    async def _ready(self) -> bool:
+        if self.task is not None and self.task.done():
+            self.task.result()  # raises what ended it
+            raise AssertionError("kubelet ended")
+        return self.kubelet is not None and self.kubelet.pods.synced.is_set()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+            self.task = None
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def containers(self, **labels: str) -> list[Any]:
+        return await self.runtime.list_containers({LABEL_NODE: self.name, **labels})
+
+
+async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0,
+                   message: str = "condition not met", interval: float = 0.2) -> Any:
+    """Poll ``predicate`` (async) until it returns something truthy; that value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = await predicate()
+            if value:
+                return value
+        except AssertionError:
+            raise
+        except Exception as exc:  # e.g. NotFound while an object appears
+            last_exc = exc
+        if loop.time() > deadline:
+            raise AssertionError(f"{message} within {timeout}s"
+                                 + (f" (last error: {last_exc})" if last_exc else ""))
+        await asyncio.sleep(interval)
+
+
