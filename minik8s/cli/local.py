@@ -4,7 +4,12 @@ Everything lives under one folder (``$MINIK8S_HOME`` or ``~/.minik8s``): etcd da
 logs, the admin kubeconfig, and a pid file per process started. ``down`` stops exactly the
 processes recorded there, each checked against its recorded command line before it is
 signalled, so a recycled pid is never killed. ``up`` is idempotent: what already runs is
-left alone, what is missing is started."""
+left alone, what is missing is started.
+
+Nodes (``--nodes N``) are network namespaces made by ``minik8s.cli.netns``, each running its
+kubelet under ``ip netns exec``; the API server then also listens on the node bridge's
+address. The namespaces, bridge, routes and iptables rule are recorded in ``run/netns.json``
+and ``down`` removes exactly those, after the pods' containers."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minik8s.client.kubeconfig import write_kubeconfig
-from minik8s.pki import ensure_pki
+from minik8s.pki import PKIPaths, ensure_pki, issue_node_cert
 
 
 class ClusterError(RuntimeError):
@@ -65,6 +70,14 @@ class Home:
     def pidfile(self, name: str) -> Path:
         return self.run / f"{name}.pid"
 
+    @property
+    def nodes(self) -> Path:
+        return self.root / "nodes"
+
+    @property
+    def netns_state(self) -> Path:
+        return self.run / "netns.json"
+
 
 # --- processes ----------------------------------------------------------------------------
 
@@ -94,7 +107,11 @@ def running_pid(home: Home, name: str) -> int | None:
     return pid if _cmdline(pid) == cmd else None
 
 
-def spawn(home: Home, name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+def spawn(home: Home, name: str, cmd: list[str], env: dict[str, str] | None = None,
+          shows: list[str] | None = None) -> int:
+    """Start ``cmd`` in the background and record it. ``shows``: the command line the process
+    will have once a wrapper that execs (``ip netns exec NS python ...``) has run; recorded
+    as it is, since /proc may still show the wrapper for a moment."""
     home.logs.mkdir(parents=True, exist_ok=True)
     home.run.mkdir(parents=True, exist_ok=True)
     log = open(home.logs / f"{name}.log", "ab")
@@ -108,7 +125,7 @@ def spawn(home: Home, name: str, cmd: list[str], env: dict[str, str] | None = No
     while not shown and time.monotonic() < deadline:
         time.sleep(0.01)
         shown = _cmdline(proc.pid)
-    home.pidfile(name).write_text(json.dumps({"pid": proc.pid, "cmd": shown or cmd}))
+    home.pidfile(name).write_text(json.dumps({"pid": proc.pid, "cmd": shows or shown or cmd}))
     return proc.pid
 
 
@@ -230,26 +247,212 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
     write_kubeconfig(home.kubeconfig, server=server, ca_pem=pki.ca_cert.read_bytes(),
                      cert_pem=pki.admin_cert.read_bytes(), key_pem=pki.admin_key.read_bytes(),
                      user_name="kubernetes-admin", cluster_name="minik8s")
+    net = _node_network(home, nodes)
+    node_args: list[str] = []
+    if net is not None:
+        s = net.settings
+        node_args = ["--extra-bind-address", s.bridge_ip, "--advertise-address", s.bridge_ip,
+                     "--cluster-cidr", s.cluster_cidr]
     if running_pid(home, "apiserver") is None:
         if not _port_free("127.0.0.1", port):
             raise ClusterError(f"port {port} is taken by another program; use --port")
         spawn(home, "apiserver", _python_component(
             "apiserver", "--etcd-servers", settings["etcd_servers"], "--secure-port", str(port),
-            "--pki-dir", str(home.pki)))
+            "--pki-dir", str(home.pki), *node_args))
+        settings["apiserver_node_args"] = node_args
+        _save_settings(home, settings)
         started.append(f"apiserver  {server}")
+    elif net is not None and settings.get("apiserver_node_args") != node_args:
+        raise ClusterError("the running API server was started without nodes and does not "
+                           "listen on the node bridge; run `minik8s down` first")
     _wait_ready(f"{server}/readyz", pki.ca_cert, 60, "the API server", home, "apiserver")
+
+    kubelets: list[str] = []
+    restarted: list[str] = []  # node components started before that had exited
+    if net is not None:
+        kubelets = _start_nodes(home, net, pki, port, nodes, started, restarted)
+    _start_scheduler(home, pki, server, started, restarted)
+    if net is not None:
+        _sync_host_routes(home, net, pki, server, wait_for=kubelets)
 
     if started:
         print("started:")
-        for line in started:
+        for line in started + restarted:
             print(f"  {line}")
     else:
         print("the cluster is already running")
+        if restarted:
+            print("restarted: " + ", ".join(restarted))
     print(f"\nkubeconfig: {home.kubeconfig}")
     print(f"  mkctl --kubeconfig {home.kubeconfig} get namespaces")
     print(f"  export KUBECONFIG={home.kubeconfig}; kubectl get namespaces")
     print("stop it with: minik8s down")
     return 0
+
+
+# --- nodes --------------------------------------------------------------------------------
+
+
+def _component_available(name: str) -> bool:
+    """Whether ``minik8s <name>`` exists in this build (components are being added)."""
+    import importlib.util
+
+    from minik8s.cli.main import COMPONENTS
+
+    target = COMPONENTS.get(name)
+    if target is None:
+        return False
+    try:
+        return importlib.util.find_spec(target.partition(":")[0]) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _node_network(home: Home, nodes: int):
+    """The cluster's node namespaces (host side made), or None without nodes."""
+    if nodes <= 0:
+        return None
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        raise ClusterError("nodes are network namespaces: `minik8s up --nodes N` needs root "
+                           "and iproute2 (or use --nodes 0 for the control plane alone)")
+    from minik8s.cli.netns import NetnsError, NodeNetworks
+
+    net = NodeNetworks(home.netns_state)
+    try:
+        net.ensure_host()
+    except NetnsError as exc:
+        raise ClusterError(f"cannot make the node network: {exc}") from None
+    return net
+
+
+def _node_name(index: int) -> str:
+    return f"node-{index}"
+
+
+def _start_nodes(home: Home, net, pki: PKIPaths, port: int, nodes: int,
+                 started: list[str], restarted: list[str]) -> list[str]:
+    """Namespaces, certificates, kubeconfigs and kubelets of node-1..node-N; the names of
+    the nodes whose kubelet runs."""
+    from minik8s.cli.netns import NetnsError
+
+    s = net.settings
+    server = f"https://{s.bridge_ip}:{port}"
+    with_kubelet = _component_available("kubelet")
+    running: list[str] = []
+    for i in range(1, nodes + 1):
+        name = _node_name(i)
+        new = i not in net.node_indices()
+        try:
+            namespace, ip = net.create_node_namespace(i)
+        except NetnsError as exc:
+            raise ClusterError(f"cannot make node {name}: {exc}") from None
+        folder = home.nodes / name
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key = issue_node_cert(pki, name, hosts=[ip, name])
+        kubeconfig = write_kubeconfig(
+            folder / "kubeconfig", server=server, ca_pem=pki.ca_cert.read_bytes(),
+            cert_pem=cert.read_bytes(), key_pem=key.read_bytes(),
+            user_name=f"system:node:{name}", cluster_name="minik8s")
+        if not with_kubelet:
+            if new:
+                started.append(f"{name:<10} {ip} (namespace {namespace}; no kubelet in this "
+                               f"build)")
+            continue
+        proc = f"kubelet-{name}"
+        if running_pid(home, proc) is None:
+            before = home.pidfile(proc).exists()
+            kubelet = _python_component(
+                "kubelet", "--node-name", name, "--kubeconfig", str(kubeconfig),
+                "--root-dir", str(folder), "--node-ip", ip, "--network", "bridge")
+            spawn(home, proc, ["ip", "netns", "exec", namespace, *kubelet],
+                  env={"MINIK8S_CLUSTER_CIDR": s.cluster_cidr}, shows=kubelet)
+            line = f"{name:<10} {ip} (namespace {namespace}, kubelet)"
+            (restarted if before and not new else started).append(line)
+        running.append(name)
+    return running
+
+
+def _start_scheduler(home: Home, pki: PKIPaths, server: str, started: list[str],
+                     restarted: list[str]) -> None:
+    if not _component_available("scheduler") or running_pid(home, "scheduler") is not None:
+        return
+    cert, key = pki.pair("scheduler")
+    kubeconfig = write_kubeconfig(
+        home.root / "components" / "scheduler.kubeconfig", server=server,
+        ca_pem=pki.ca_cert.read_bytes(), cert_pem=cert.read_bytes(), key_pem=key.read_bytes(),
+        user_name="system:kube-scheduler", cluster_name="minik8s")
+    before = home.pidfile("scheduler").exists()
+    spawn(home, "scheduler", _python_component("scheduler", "--kubeconfig", str(kubeconfig)))
+    (restarted if before else started).append("scheduler")
+
+
+def _api_get(pki: PKIPaths, url: str, timeout: float = 5) -> dict:
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+    with urllib.request.urlopen(url, context=ctx, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _node_objects(pki: PKIPaths, server: str) -> dict[str, dict]:
+    try:
+        listed = _api_get(pki, f"{server}/api/v1/nodes")
+    except Exception:
+        return {}
+    return {n["metadata"]["name"]: n for n in listed.get("items") or []}
+
+
+def _sync_host_routes(home: Home, net, pki: PKIPaths, server: str, *,
+                      wait_for: list[str], timeout: float = 30) -> None:
+    """Host -> pod routes: each of our nodes' podCIDR via its address, once registered."""
+    s = net.settings
+    ours = {_node_name(i): s.node_ip(i) for i in net.node_indices()}
+    deadline = time.monotonic() + (timeout if wait_for else 0)
+    exited: list[str] = []
+    while True:
+        objs = _node_objects(pki, server)
+        cidrs = {name: (objs.get(name, {}).get("spec") or {}).get("podCIDR") for name in ours}
+        exited += [n for n in wait_for if not cidrs.get(n) and n not in exited
+                   and running_pid(home, f"kubelet-{n}") is None]
+        missing = [n for n in wait_for if not cidrs.get(n) and n not in exited]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    for n in exited:
+        print(f"warning: the kubelet of {n} exited; see {home.logs / f'kubelet-{n}.log'}",
+              file=sys.stderr)
+    net.sync_pod_routes({cidr: ours[name] for name, cidr in cidrs.items() if cidr})
+    if missing:
+        print(f"warning: {', '.join(missing)} did not register within {timeout:.0f}s; host -> "
+              f"pod routes for them are missing (run `minik8s up` again)", file=sys.stderr)
+
+
+def _remove_pod_containers(home: Home, net, pki: PKIPaths, server: str | None) -> int:
+    """Remove the containers of this cluster's pods (labelled with one of our node names);
+    with the API server reachable, only those of pods it knows, so another cluster on this
+    machine that also has a ``node-1`` keeps its containers."""
+    docker = shutil.which("docker")
+    if docker is None or net is None:
+        return 0
+    uids = None
+    if server:
+        try:
+            pods = _api_get(pki, f"{server}/api/v1/pods", timeout=10)
+            uids = {p["metadata"]["uid"] for p in pods.get("items") or []}
+        except Exception:
+            uids = None
+    ids: list[str] = []
+    for i in net.node_indices():
+        out = subprocess.run(
+            [docker, "ps", "-a", "--filter", f"label=io.minik8s.node={_node_name(i)}",
+             "--format", '{{.ID}} {{.Label "io.minik8s.pod.uid"}}'],
+            capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            cid, _, uid = line.partition(" ")
+            if cid and (uids is None or uid.strip() in uids):
+                ids.append(cid)
+    if ids:
+        subprocess.run([docker, "rm", "-f", *ids], capture_output=True, text=True)
+    return len(ids)
 
 
 def _wait_tcp(host: str, port: int, timeout: float, home: Home, name: str) -> None:
@@ -266,16 +469,39 @@ def _wait_tcp(host: str, port: int, timeout: float, home: Home, name: str) -> No
 
 
 # Stop order: dependents first.
-_ORDER = ["apiserver", "etcd"]
+_ORDER = ["scheduler", "apiserver", "etcd"]
 
 
 def down(home: Home, *, purge: bool = False) -> int:
     names = sorted((p.stem for p in home.run.glob("*.pid")),
                    key=lambda n: _ORDER.index(n) if n in _ORDER else -1) if home.run.exists() else []
-    stopped = [n for n in names if stop(home, n)]
+    # Kubelets first (they would restart what is removed), then the pods' containers while
+    # the API server can still tell which pods are this cluster's, then the rest.
+    stopped = [n for n in names if n.startswith("kubelet-") and stop(home, n)]
+    net = None
+    if home.netns_state.exists():
+        from minik8s.cli.netns import NodeNetworks
+        net = NodeNetworks(home.netns_state)
+        settings = _load_settings(home)
+        server = (f"https://127.0.0.1:{settings['port']}"
+                  if settings.get("port") and running_pid(home, "apiserver") else None)
+        removed = _remove_pod_containers(home, net, PKIPaths.at(home.pki), server)
+        if removed:
+            print(f"removed {removed} pod container(s)")
+    stopped += [n for n in names if not n.startswith("kubelet-") and stop(home, n)]
     print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    if net is not None:
+        from minik8s.cli.netns import NetnsError
+        try:
+            gone = net.teardown()
+        except NetnsError as exc:
+            print(f"error: removing the node network: {exc}", file=sys.stderr)
+            return 1
+        if gone:
+            print("removed: " + ", ".join(gone))
     if purge:
-        for path in (home.etcd_data, home.pki, home.kubeconfig, home.settings):
+        for path in (home.etcd_data, home.pki, home.kubeconfig, home.settings, home.nodes,
+                     home.root / "components"):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -293,10 +519,28 @@ def status(home: Home) -> int:
     for name in names:
         pid = running_pid(home, name)
         ok &= pid is not None
-        print(f"{name:<12} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:<16} {'running (pid %d)' % pid if pid else 'stopped'}")
     settings = _load_settings(home)
     if settings.get("port"):
-        print(f"api server   https://127.0.0.1:{settings['port']}  kubeconfig {home.kubeconfig}")
+        print(f"api server       https://127.0.0.1:{settings['port']}  kubeconfig "
+              f"{home.kubeconfig}")
+    if home.netns_state.exists():
+        from minik8s.cli.netns import NodeNetworks
+        net = NodeNetworks(home.netns_state)
+        s = net.settings
+        objs = (_node_objects(PKIPaths.at(home.pki), f"https://127.0.0.1:{settings['port']}")
+                if settings.get("port") and running_pid(home, "apiserver") else {})
+        print(f"nodes            bridge {s.bridge} {s.bridge_ip}, node range {s.node_range}, "
+              f"cluster CIDR {s.cluster_cidr}")
+        for i in net.node_indices():
+            name = _node_name(i)
+            obj = objs.get(name) or {}
+            ready = next((c.get("status") for c in (obj.get("status") or {}).get("conditions")
+                          or [] if c.get("type") == "Ready"), None)
+            pod_cidr = (obj.get("spec") or {}).get("podCIDR") or "-"
+            state = ("Ready" if ready == "True" else "NotReady") if obj else "not registered"
+            print(f"  {name:<10} {s.node_ip(i):<13} {s.namespace(i):<14} podCIDR {pod_cidr:<15} "
+                  f"{state}")
     return 0 if ok else 1
 
 
