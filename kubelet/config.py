@@ -29,6 +29,8 @@ class KubeletConfig:
     network: str = _f("none", "pod network: none (loopback only) or bridge",
                       choices=("none", "bridge"))
     cluster_dns: str = _f("", "cluster DNS address written into pods' resolv.conf")
+    cluster_cidr: str = _f("10.244.0.0/16", "the range all nodes' pod ranges come from")
+    service_cidr: str = _f("10.96.0.0/12", "the range Service ClusterIPs come from")
     pod_cidr: str = _f("", "this node's pod range (overrides the Node's spec.podCIDR)")
     allow_image_pull: bool = _f(False, "let the kubelet ask the engine to pull images for "
                                 "IfNotPresent/Always (off: local images only)")

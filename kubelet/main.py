@@ -63,7 +63,9 @@ def make_network(config: KubeletConfig, node_ip: str) -> Any:
                 "build; use --network none") from None
         raise
     return module.BridgeNetwork(node_name=config.node_name, root_dir=config.root_dir,
-                                node_ip=node_ip, cluster_dns=config.cluster_dns or None)
+                                node_ip=node_ip, cluster_dns=config.cluster_dns or None,
+                                cluster_cidr=config.cluster_cidr,
+                                service_cidr=config.service_cidr)
 
 
 async def run(config: KubeletConfig) -> int:

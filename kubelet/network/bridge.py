@@ -72,12 +72,8 @@ class BridgeNetwork:
                  cluster_dns: str | None = None, *, cluster_cidr: str | None = None,
                  service_cidr: str | None = None, bridge: str = BRIDGE,
                  mtu: int | None = None):
-        # Unset ranges come from the environment ``minik8s up`` starts kubelets with (a
-        # second local cluster on one machine uses other ranges), else the defaults.
-        cluster_cidr = (cluster_cidr or os.environ.get("MINIK8S_CLUSTER_CIDR")
-                        or DEFAULT_CLUSTER_CIDR)
-        service_cidr = (service_cidr or os.environ.get("MINIK8S_SERVICE_CIDR")
-                        or DEFAULT_SERVICE_CIDR)
+        cluster_cidr = cluster_cidr or DEFAULT_CLUSTER_CIDR
+        service_cidr = service_cidr or DEFAULT_SERVICE_CIDR
         self.node_name = node_name
         self.root_dir = Path(root_dir)
         self.node_ip = node_ip

@@ -363,9 +363,9 @@ def _start_nodes(home: Home, net, pki: PKIPaths, port: int, nodes: int,
             before = home.pidfile(proc).exists()
             kubelet = _python_component(
                 "kubelet", "--node-name", name, "--kubeconfig", str(kubeconfig),
-                "--root-dir", str(folder), "--node-ip", ip, "--network", "bridge")
-            spawn(home, proc, ["ip", "netns", "exec", namespace, *kubelet],
-                  env={"MINIK8S_CLUSTER_CIDR": s.cluster_cidr}, shows=kubelet)
+                "--root-dir", str(folder), "--node-ip", ip, "--network", "bridge",
+                "--cluster-cidr", s.cluster_cidr)
+            spawn(home, proc, ["ip", "netns", "exec", namespace, *kubelet], shows=kubelet)
             line = f"{name:<10} {ip} (namespace {namespace}, kubelet)"
             (restarted if before and not new else started).append(line)
         running.append(name)
