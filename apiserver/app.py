@@ -216,9 +216,10 @@ def _discovery_routes(app: FastAPI, srv: APIServer) -> None:
     async def openapi_v2(request: Request) -> Response:
         if "protobuf" in request.headers.get("accept", "") and \
                 "json" not in request.headers.get("accept", ""):
-            # kubectl 1.20 asks for protobuf first; an empty 200 tells it "no schema".
+            # kubectl 1.20 asks for protobuf first; an empty 200 tells it "no schema". The
+            # media type must be one Go's mime parser accepts (no "@").
             return Response(b"", media_type="application/com.github.proto-openapi.spec.v2"
-                                              "@v1.0+protobuf")
+                                              ".v1.0+protobuf")
         return JSONResponse(openapi.openapi_v2(REGISTRY))
 
     @app.get("/openapi/v3")

@@ -149,7 +149,10 @@ class ResourceStore:
             md.pop(k, None)
         md["uid"] = str(uuid.uuid4())
         md["creationTimestamp"] = now_rfc3339()
-        md["generation"] = 1
+        if strategy.tracks_generation(rt):
+            md["generation"] = 1
+        else:
+            md.pop("generation", None)
         _check_fields(rt, obj, opts)
         strategy.prepare_create(rt, obj)
         await self.admission.admit_create(rt, obj, opts)
@@ -308,7 +311,7 @@ class ResourceStore:
         _check_fields(rt, new, opts)
         new = strategy.prepare_update(rt, new, old, sub)
         _keep_server_metadata(new, old)
-        if sub is None and rt.has_status and _spec_changed(new, old):
+        if sub is None and strategy.tracks_generation(rt) and _spec_changed(new, old):
             new["metadata"]["generation"] = (old["metadata"].get("generation") or 1) + 1
         await self.admission.admit_update(rt, new, old, opts, sub)
         if self.node_ipam is not None and rt.kind == "Node" and not rt.group and sub is None:
@@ -431,8 +434,9 @@ class ResourceStore:
 
 def _check_fields(rt: ResourceType, obj: Obj, opts: WriteOptions) -> None:
     """A value of the wrong type is always refused (it could not be decoded in Kubernetes);
-    unknown fields follow ``fieldValidation``."""
-    issues = schema.check_fields(rt.api_version, rt.kind, obj)
+    unknown fields follow ``fieldValidation`` and are dropped unless it is Strict."""
+    issues = schema.check_fields(rt.api_version, rt.kind, obj,
+                                 prune=opts.field_validation != "Strict")
     wrong = [i.message for i in issues if i.reason == "type"]
     if wrong:
         raise BadRequest(f"{rt.kind} in version \"{rt.version}\" cannot be handled as a "

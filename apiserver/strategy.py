@@ -5,6 +5,7 @@ stays free of ``if kind == ...`` branches."""
 
 from __future__ import annotations
 
+import base64
 import copy
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +20,32 @@ _CREATE_ON_UPDATE = {"Lease", "Endpoints", "Event"}
 _SCALABLE = {"Deployment", "ReplicaSet", "StatefulSet"}
 
 
+# Kinds with a spec but no metadata.generation in Kubernetes.
+_NO_GENERATION = {"Pod", "Node", "Namespace", "Service"}
+
+
+def tracks_generation(rt: ResourceType) -> bool:
+    """Whether ``metadata.generation`` counts spec changes for this kind (workloads and
+    other spec/status kinds; not ConfigMaps, Secrets, Events ...)."""
+    return rt.has_status and rt.kind not in _NO_GENERATION
+
+
+def _merge_string_data(obj: Obj) -> None:
+    """A Secret's ``stringData`` is a write-only convenience: it is merged into ``data``
+    (base64) and never stored or returned."""
+    string_data = obj.pop("stringData", None)
+    if not isinstance(string_data, dict):
+        return
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        data = obj["data"] = {}
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+
+
 def prepare_create(rt: ResourceType, obj: Obj) -> None:
+    if rt.kind == "Secret":
+        _merge_string_data(obj)
     if rt.has_status and rt.kind not in _KEEP_STATUS_ON_CREATE:
         obj.pop("status", None)
     if rt.kind == "Pod":
@@ -39,6 +65,8 @@ def prepare_update(rt: ResourceType, new: Obj, old: Obj, sub: str | None) -> Obj
     everything but ``status`` on the main resource; a status write changes only ``status``;
     a namespace's ``finalize`` changes only ``spec.finalizers``."""
     if sub is None:
+        if rt.kind == "Secret":
+            _merge_string_data(new)
         if rt.has_status:
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])
@@ -210,5 +238,5 @@ def on_delete_pending(rt: ResourceType, obj: Obj) -> bool:
     return False
 
 
-__all__ = ["prepare_create", "allow_create_on_update", "prepare_update", "view", "scale_of",
+__all__ = ["tracks_generation", "prepare_create", "allow_create_on_update", "prepare_update", "view", "scale_of",
            "apply_scale", "bind", "graceful_delete", "pending_finalizers", "on_delete_pending"]

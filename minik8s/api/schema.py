@@ -82,8 +82,11 @@ def known_kinds() -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- check_fields
 
 
-def check_fields(api_version: str, kind: str, obj: Any) -> list[FieldIssue]:
-    """Unknown fields and mistyped values of ``obj``, in document order.
+def check_fields(api_version: str, kind: str, obj: Any, *,
+                 prune: bool = False) -> list[FieldIssue]:
+    """Unknown fields and mistyped values of ``obj``, in document order. With ``prune``,
+    unknown fields are also removed from ``obj``, as Kubernetes' decoder drops them when
+    validation is not strict.
 
     A kind the schema does not describe yields no issues: there is nothing to check it against.
     """
@@ -91,54 +94,62 @@ def check_fields(api_version: str, kind: str, obj: Any) -> list[FieldIssue]:
     if root is None:
         return []
     issues: list[FieldIssue] = []
-    _check(root, obj, "", issues)
+    _check(root, obj, "", issues, prune)
     return issues
 
 
-def _check(spec: Any, value: Any, path: str, out: list[FieldIssue]) -> None:
+def _check(spec: Any, value: Any, path: str, out: list[FieldIssue], prune: bool) -> None:
     if value is None:  # JSON null decodes to the zero value of any Go field
         return
     if isinstance(spec, dict):
         if "list" in spec:
-            _check_list(spec["list"], value, path, out)
+            _check_list(spec["list"], value, path, out, prune)
         else:
-            _check_map(spec["map"], value, path, out)
+            _check_map(spec["map"], value, path, out, prune)
     elif spec in LEAF_TYPES:
         problem = _leaf_problem(spec, value)
         if problem:
             out.append(_type_issue(path, problem))
     else:
-        _check_object(spec, value, path, out)
+        _check_object(spec, value, path, out, prune)
 
 
-def _check_object(type_name: str, value: Any, path: str, out: list[FieldIssue]) -> None:
+def _check_object(type_name: str, value: Any, path: str, out: list[FieldIssue],
+                  prune: bool) -> None:
     if not isinstance(value, dict):
         out.append(_type_issue(path, f"expected object, got {_json_type(value)}"))
         return
     fields = _types()[type_name]["fields"]
+    unknown = []
     for key, item in value.items():
         child = f"{path}.{key}"
         spec = fields.get(key)
         if spec is None:
             out.append(FieldIssue(child, f'unknown field "{child[1:]}"', "unknown"))
+            unknown.append(key)
         else:
-            _check(spec, item, child, out)
+            _check(spec, item, child, out, prune)
+    if prune:
+        for key in unknown:
+            del value[key]
 
 
-def _check_list(item_spec: Any, value: Any, path: str, out: list[FieldIssue]) -> None:
+def _check_list(item_spec: Any, value: Any, path: str, out: list[FieldIssue],
+                prune: bool) -> None:
     if not isinstance(value, list):
         out.append(_type_issue(path, f"expected array, got {_json_type(value)}"))
         return
     for i, item in enumerate(value):
-        _check(item_spec, item, f"{path}[{i}]", out)
+        _check(item_spec, item, f"{path}[{i}]", out, prune)
 
 
-def _check_map(item_spec: Any, value: Any, path: str, out: list[FieldIssue]) -> None:
+def _check_map(item_spec: Any, value: Any, path: str, out: list[FieldIssue],
+               prune: bool) -> None:
     if not isinstance(value, dict):
         out.append(_type_issue(path, f"expected object, got {_json_type(value)}"))
         return
     for key, item in value.items():  # map entries are keyed like field.Path.Key does
-        _check(item_spec, item, f"{path}[{key}]", out)
+        _check(item_spec, item, f"{path}[{key}]", out, prune)
 
 
 def _type_issue(path: str, problem: str) -> FieldIssue:

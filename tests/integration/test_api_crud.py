@@ -252,8 +252,6 @@ async def test_field_validation_warn_stores_and_warns(http, ns):
     assert r.json()["spec"]["replicas"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="minik8s.api.schema reports unknown fields but has no "
-                   "helper to prune them, so Warn/Ignore store them (Kubernetes drops them)")
 @pytest.mark.parametrize("mode", ["Warn", "Ignore"])
 async def test_unknown_fields_are_dropped_when_not_strict(http, ns, mode):
     body = deployment(f"drop-{mode.lower()}")
