@@ -17,7 +17,7 @@ import pytest
 from minik8s.api.errors import Gone
 from minik8s.client.kubeconfig import load_kubeconfig
 
-from conftest import _stop, start_apiserver
+from cluster import start_apiserver, stop_process
 
 # Generous bounds so a stuck stream fails the test instead of hanging it; never asserted on.
 EVENT_WAIT = 20
@@ -338,7 +338,7 @@ async def test_watch_from_compacted_version_is_410(tmp_path, etcd, apiserver, cl
                 await client.patch("configmaps", "old", {"data": {"i": "x"}}, ns)
                 assert await w.take(1) == [("MODIFIED", "old")]
     finally:
-        await asyncio.to_thread(_stop, fresh.proc)
+        await asyncio.to_thread(stop_process, fresh.proc)
 
 
 async def test_compaction_interval_expires_old_versions(tmp_path, etcd, client, ns):
@@ -378,7 +378,7 @@ async def test_compaction_interval_expires_old_versions(tmp_path, etcd, client, 
         finally:
             await c.aclose()
     finally:
-        await asyncio.to_thread(_stop, srv.proc)
+        await asyncio.to_thread(stop_process, srv.proc)
 
 
 # --- fan-out and robustness ----------------------------------------------------------------
