@@ -19,6 +19,8 @@ import uuid
 
 import pytest
 
+from cluster import start_apiserver, start_etcd, stop_process
+
 from minik8s.api.errors import NotFound
 from minik8s.client import Client
 from scheduler.main import LEASE_NAME, LEASE_NAMESPACE, build
@@ -137,6 +139,18 @@ class Env:
                 await self.client.delete("nodes", name)
         for c in self.clients:
             await c.aclose()
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory):
+    """A cluster of this module's own: the scheduler sees every Node, so Nodes other
+    tests leave in the shared server would change where pods go."""
+    base = tmp_path_factory.mktemp("scheduler-cluster")
+    etcd = start_etcd(base)
+    srv = start_apiserver(base, etcd, "--compaction-interval", "3600")
+    yield srv
+    stop_process(srv.proc)
+    stop_process(etcd.proc)
 
 
 @pytest.fixture
