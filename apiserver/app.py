@@ -27,7 +27,7 @@ from minik8s.api.errors import (BadRequest, Gone, NotFound, RequestEntityTooLarg
 from minik8s.api.meta import Obj
 from minik8s.api.registry import REGISTRY, ResourceType
 
-from apiserver import discovery, openapi, strategy, tables
+from apiserver import discovery, openapi, proxy, strategy, tables
 from apiserver.admission import Admission
 from apiserver.auth import Authenticator, AuthMiddleware, StaticTokens, User
 from apiserver.authz import RequestAttributes, authorize, forbidden_error
@@ -125,6 +125,7 @@ def create_app(config: APIServerConfig, server: APIServer | None = None) -> Any:
 
     _health_routes(app, srv)
     _discovery_routes(app, srv)
+    proxy.add_routes(app, srv)
     _resource_routes(app, srv)
     return AuthMiddleware(app, srv.authenticator)
 
@@ -295,6 +296,8 @@ async def _serve(srv: APIServer, request: Request, group: str, version: str,
     if not srv.ready:
         raise ServiceUnavailable("the API server is starting", retry_after=1)
     rt, ns, name, sub = info.rt, info.namespace, info.name, info.subresource
+    if sub in ("log", "exec"):  # relayed to the pod's kubelet
+        return await proxy.serve(srv, request, info)
     store = srv.store
     verb = info.verb
 

@@ -32,6 +32,12 @@ class APIServerConfig:
     node_cidr_mask_size: int = 24
     # Further addresses to listen on besides bind_address (the node bridge of `minik8s up`).
     extra_bind_addresses: list[str] = field(default_factory=list)
+    # Talking to kubelets (pods/log, pods/exec): our client certificate (default: the PKI's
+    # apiserver-kubelet-client pair) and the CA their serving certificates are checked
+    # against (default: the cluster CA).
+    kubelet_client_certificate: Path | None = None
+    kubelet_client_key: Path | None = None
+    kubelet_certificate_authority: Path | None = None
 
     @property
     def advertise_address(self) -> str:

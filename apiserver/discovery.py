@@ -13,6 +13,8 @@ _SUBRESOURCE = {
               "Scale"),
     "binding": ({"verbs": ["create"]}, "Binding"),
     "finalize": ({"verbs": ["update"]}, None),
+    "log": ({"verbs": ["get"]}, None),
+    "exec": ({"verbs": ["create", "get"]}, "PodExecOptions"),
 }
 
 

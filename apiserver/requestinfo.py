@@ -19,6 +19,7 @@ _VERBS = {
 _SUBRESOURCE_VERBS = {
     "status": ("get", "patch", "update"), "scale": ("get", "patch", "update"),
     "binding": ("create",), "finalize": ("update",),
+    "log": ("get",), "exec": ("get", "create"),  # proxied to the kubelet (apiserver.proxy)
 }
 
 

@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
                    "range (default 24)")
     p.add_argument("--extra-bind-address", action="append", default=None,
                    help="another address to listen on besides --bind-address (repeatable)")
+    p.add_argument("--kubelet-client-certificate", type=Path,
+                   help="client certificate for kubelets (default: apiserver-kubelet-client)")
+    p.add_argument("--kubelet-client-key", type=Path)
+    p.add_argument("--kubelet-certificate-authority", type=Path,
+                   help="CA of the kubelets' serving certificates (default: the cluster CA)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     settings: dict[str, Any] = {}
@@ -98,9 +103,13 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
         "event_ttl_seconds": a.event_ttl, "compaction_interval_seconds": a.compaction_interval,
         "cluster_cidr": a.cluster_cidr, "node_cidr_mask_size": a.node_cidr_mask_size,
         "extra_bind_addresses": a.extra_bind_address,
+        "kubelet_client_certificate": a.kubelet_client_certificate,
+        "kubelet_client_key": a.kubelet_client_key,
+        "kubelet_certificate_authority": a.kubelet_certificate_authority,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    for k in ("pki_dir", "token_auth_file"):
+    for k in ("pki_dir", "token_auth_file", "kubelet_client_certificate", "kubelet_client_key",
+              "kubelet_certificate_authority"):
         if isinstance(settings.get(k), str):
             settings[k] = Path(settings[k]).expanduser()
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,

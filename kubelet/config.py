@@ -54,6 +54,12 @@ class KubeletConfig:
                               "container; must be local and have sleep, wget")
     port: int = _f(10250, "port of the kubelet's HTTPS server (reported in the Node's "
                    "daemonEndpoints)")
+    address: str = _f("", "address of the kubelet's HTTPS server (default: the node IP, "
+                      "else 0.0.0.0)")
+    tls_cert_file: str = _f("", "serving certificate of the kubelet's HTTPS server (without "
+                            "it the server is off)")
+    tls_private_key_file: str = _f("", "key of --tls-cert-file")
+    client_ca_file: str = _f("", "CA that signs the client certificates the server accepts")
     pod_workers: int = _f(8, "pods synced at once")
     container_log_max_size: str = _f("10m", "json-file log max-size per container")
     container_log_max_files: int = _f(3, "json-file log max-file per container")

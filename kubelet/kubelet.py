@@ -62,6 +62,8 @@ class Kubelet:
             tasks.append(loop.create_task(self.node.run_lease(), name="node-lease"))
             tasks.append(loop.create_task(self.pod_informer.start(), name="pod-informer"))
             tasks.append(loop.create_task(self.node_informer.start(), name="node-informer"))
+            if self.config.tls_cert_file:
+                tasks.append(loop.create_task(self._serve(), name="server"))
             while not await self.pod_informer.wait_synced(1.0):
                 self._raise_failed(tasks)
             self.pods.synced.set()
@@ -80,6 +82,29 @@ class Kubelet:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.pods.probes.stop()
+
+    async def _serve(self) -> None:
+        """The logs/exec/stats server (``kubelet.server``) on --address:--port."""
+        from kubelet import server
+        from kubelet.stats import StatsProvider
+        from kubelet.node import host_memory_bytes
+
+        def pod_uid(namespace: str, name: str) -> str | None:
+            for uid, pod in list(self.pods.pods.items()):
+                md = pod.get("metadata") or {}
+                if md.get("namespace") == namespace and md.get("name") == name:
+                    return uid
+            return None
+
+        app = server.KubeletServer(
+            self.config.node_name, self.runtime,
+            StatsProvider(self.config.node_name, self.runtime, memory_total=host_memory_bytes),
+            pod_uid=pod_uid)
+        ctx = server.server_ssl_context(self.config.tls_cert_file,
+                                        self.config.tls_private_key_file,
+                                        self.config.client_ca_file)
+        host = self.config.address or self.node.node_ip or "0.0.0.0"
+        await server.serve(app, host, self.config.port, ctx)
 
     @staticmethod
     def _raise_failed(tasks: list[asyncio.Task[Any]]) -> None:

@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> KubeletConfig:
         p.error("--node-name is required")
     if not config.kubeconfig:
         p.error("--kubeconfig is required")
+    if config.tls_cert_file and not (config.tls_private_key_file and config.client_ca_file):
+        p.error("--tls-cert-file needs --tls-private-key-file and --client-ca-file")
     return config
 
 

@@ -111,6 +111,25 @@ class ExecResult:
     output: bytes = b""
 
 
+class ExecStream(Protocol):
+    """One interactive exec: the process's output as ``(1|2, bytes)`` chunks (stdout,
+    stderr; a tty has only stdout), its stdin, its terminal size, and its exit code."""
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next output chunk; None once the process closed its output."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    async def resize(self, width: int, height: int) -> None: ...
+
+    async def exit_code(self) -> int:
+        """After ``read`` returned None: the exit code (-1 when unknown)."""
+
+    async def close(self) -> None: ...
+
+
 class ContainerRuntime(Protocol):
     async def version(self) -> str: ...
 
@@ -141,8 +160,12 @@ class ContainerRuntime(Protocol):
                        timeout: float | None = None) -> ExecResult:
         """Run a command to completion (exec probes); output capped."""
 
+    async def exec_stream(self, container_id: str, command: list[str], *, stdin: bool = False,
+                          tty: bool = False) -> ExecStream:
+        """Start a command with its streams attached (``kubectl exec``)."""
+
 
 __all__ = ["ContainerRuntime", "ContainerInfo", "ContainerConfig", "ImageInfo", "Mount",
-           "ExecResult", "LABEL_POD_UID", "LABEL_POD_NAME", "LABEL_POD_NAMESPACE",
+           "ExecResult", "ExecStream", "LABEL_POD_UID", "LABEL_POD_NAME", "LABEL_POD_NAMESPACE",
            "LABEL_CONTAINER_NAME", "LABEL_NODE", "LABEL_KIND", "LABEL_ATTEMPT", "LABEL_HASH",
            "SANDBOX", "INIT", "APP"]

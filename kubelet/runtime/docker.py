@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import json
 import threading
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, TypeVar
@@ -244,6 +245,98 @@ class DockerRuntime:
             return await fut
         return await asyncio.wait_for(fut, timeout)
 
+    async def exec_stream(self, container_id: str, command: list[str], *, stdin: bool = False,
+                          tty: bool = False) -> "DockerExecStream":
+        """``exec_create`` through docker-py, then the start request made here on a
+        connection of our own, hijacked after the 101 answer: docker-py's
+        ``exec_start(socket=True)`` hands over a socket whose HTTP reader may already have
+        buffered the first output, and blocks; an asyncio stream has neither problem."""
+        created = await self._api_call("exec_create", container_id, command, stdin=stdin,
+                                       tty=tty, stdout=True, stderr=True)
+        exec_id = created["Id"]
+        version = await self._call(lambda: self.api().api_version)
+        if self.base_url.startswith("unix://"):
+            reader, writer = await asyncio.open_unix_connection(self.base_url[len("unix://"):])
+        else:
+            host, _, port = self.base_url.split("://", 1)[-1].rstrip("/").rpartition(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps({"Detach": False, "Tty": tty}).encode()
+        writer.write((f"POST /v{version}/exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                      f"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n").encode() + body)
+        await writer.drain()
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            if status not in (101, 200):
+                detail = await asyncio.wait_for(reader.read(4096), 5)
+                raise RuntimeError(f"exec start failed ({status}): "
+                                   f"{detail.decode(errors='replace').strip()}")
+        except BaseException:
+            writer.close()
+            raise
+        return DockerExecStream(self, exec_id, reader, writer, tty)
+
+
+class DockerExecStream:
+    """The hijacked exec connection: raw bytes with a tty, else Docker's multiplexed frames
+    (8-byte header: stream type, 3 zero bytes, big-endian length)."""
+
+    def __init__(self, runtime: DockerRuntime, exec_id: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, tty: bool):
+        self.runtime = runtime
+        self.exec_id = exec_id
+        self.reader = reader
+        self.writer = writer
+        self.tty = tty
+
+    async def read(self) -> tuple[int, bytes] | None:
+        try:
+            while True:
+                if self.tty:
+                    data = await self.reader.read(65536)
+                    return (1, data) if data else None
+                header = await self.reader.readexactly(8)
+                size = int.from_bytes(header[4:8], "big")
+                data = await self.reader.readexactly(size) if size else b""
+                if data:
+                    return (2 if header[0] == 2 else 1, data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    async def write(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            return
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close_stdin(self) -> None:
+        if not self.writer.is_closing() and self.writer.can_write_eof():
+            self.writer.write_eof()
+
+    async def resize(self, width: int, height: int) -> None:
+        try:
+            await self.runtime._api_call("exec_resize", self.exec_id, height=height,
+                                         width=width)
+        except docker_errors.APIError as exc:  # not running (yet, or any more)
+            log.debug("exec resize failed: %s", exc)
+
+    async def exit_code(self) -> int:
+        for _ in range(50):  # the output can close a moment before the process is reaped
+            info = await self.runtime._api_call("exec_inspect", self.exec_id)
+            if not info.get("Running"):
+                code = info.get("ExitCode")
+                return -1 if code is None else int(code)
+            await asyncio.sleep(0.05)
+        return -1
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
 
 def _state(status: str) -> str:
     if status in ("running", "paused", "restarting"):
@@ -265,4 +358,4 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return ref, "latest"
 
 
-__all__ = ["DockerRuntime", "docker_time"]
+__all__ = ["DockerRuntime", "DockerExecStream", "docker_time"]

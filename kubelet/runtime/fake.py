@@ -155,5 +155,58 @@ class FakeRuntime:
         result = self.exec_handler(c, command)
         return result if isinstance(result, ExecResult) else ExecResult(int(result))
 
+    async def exec_stream(self, container_id: str, command: list[str], *, stdin: bool = False,
+                          tty: bool = False) -> "FakeExecStream":
+        """The exec handler's output on stdout, then its exit code; with ``stdin`` and no
+        handler, ``cat``: what is written comes back until stdin closes."""
+        self.calls.append(("exec_stream", container_id))
+        c = self.containers.get(container_id)
+        if c is None or c.state != "running":
+            raise RuntimeError(f"container {container_id} is not running")
+        stream = FakeExecStream(command, tty)
+        if self.exec_handler is not None:
+            result = self.exec_handler(c, command)
+            result = result if isinstance(result, ExecResult) else ExecResult(int(result))
+            if result.output:
+                stream.queue.put_nowait((1, result.output))
+            stream.code = result.exit_code
+            stream.queue.put_nowait(None)
+        elif not stdin:
+            stream.queue.put_nowait(None)
+        return stream
 
-__all__ = ["FakeRuntime", "FakeContainer"]
+
+class FakeExecStream:
+    def __init__(self, command: list[str], tty: bool):
+        import asyncio
+        self.command = command
+        self.tty = tty
+        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.stdin = b""
+        self.stdin_closed = False
+        self.sizes: list[tuple[int, int]] = []
+        self.code = 0
+        self.closed = False
+
+    async def read(self) -> tuple[int, bytes] | None:
+        return await self.queue.get()
+
+    async def write(self, data: bytes) -> None:
+        self.stdin += data
+        self.queue.put_nowait((1, data))
+
+    async def close_stdin(self) -> None:
+        self.stdin_closed = True
+        self.queue.put_nowait(None)
+
+    async def resize(self, width: int, height: int) -> None:
+        self.sizes.append((width, height))
+
+    async def exit_code(self) -> int:
+        return self.code
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+__all__ = ["FakeRuntime", "FakeContainer", "FakeExecStream"]

@@ -83,7 +83,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         subresources=("status", "finalize"),
         verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     _rt("", "v1", "Pod", "pods", short_names=("po",), categories=("all",),
-        subresources=("status", "binding")),
+        subresources=("status", "binding", "log", "exec")),
     _rt("", "v1", "Node", "nodes", namespaced=False, short_names=("no",),
         subresources=("status",)),
     _rt("", "v1", "Event", "events", short_names=("ev",), has_status=False),

@@ -270,6 +270,8 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
     kubelets: list[str] = []
     restarted: list[str] = []  # node components started before that had exited
     if net is not None:
+        _ensure_docker(home, started)
+        _ensure_images()
         kubelets = _start_nodes(home, net, pki, port, nodes, started, restarted)
     _start_scheduler(home, pki, server, started, restarted)
     if net is not None:
@@ -291,6 +293,48 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
 
 
 # --- nodes --------------------------------------------------------------------------------
+
+
+def _docker_ready() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True,
+                              timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _ensure_docker(home: Home, started: list[str]) -> None:
+    """The nodes' container engine: the host's Docker, started here when none runs (and
+    then stopped again by ``down``)."""
+    if _docker_ready():
+        return
+    if running_pid(home, "dockerd") is None:
+        binary = shutil.which("dockerd")
+        if binary is None or shutil.which("docker") is None:
+            raise ClusterError("Docker is not installed (Debian: apt-get install -y docker.io)")
+        spawn(home, "dockerd", [binary])
+        started.append("dockerd    (no Docker engine was running)")
+    deadline = time.monotonic() + 60
+    while not _docker_ready():
+        if running_pid(home, "dockerd") is None or time.monotonic() > deadline:
+            raise ClusterError(f"dockerd did not start; see {home.logs / 'dockerd.log'}")
+        time.sleep(0.5)
+
+
+# The images pods start from are built locally: no registry is ever asked.
+_IMAGE_SCRIPTS = ("build-busybox.sh",)
+
+
+def _ensure_images() -> None:
+    images = Path(__file__).resolve().parents[2] / "deploy" / "images"
+    for name in _IMAGE_SCRIPTS:
+        script = images / name
+        if not script.exists():
+            continue  # an installed package without the repository's deploy/ folder
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise ClusterError(f"building images with {script} failed: "
+                               f"{(out.stderr or out.stdout).strip()[-300:]}")
 
 
 def _component_available(name: str) -> bool:
@@ -364,7 +408,11 @@ def _start_nodes(home: Home, net, pki: PKIPaths, port: int, nodes: int,
             kubelet = _python_component(
                 "kubelet", "--node-name", name, "--kubeconfig", str(kubeconfig),
                 "--root-dir", str(folder), "--node-ip", ip, "--network", "bridge",
-                "--cluster-cidr", s.cluster_cidr)
+                "--cluster-cidr", s.cluster_cidr,
+                # the node certificate also serves the kubelet's HTTPS endpoint (its SANs
+                # are the node's address and name)
+                "--tls-cert-file", str(cert), "--tls-private-key-file", str(key),
+                "--client-ca-file", str(pki.ca_cert))
             spawn(home, proc, ["ip", "netns", "exec", namespace, *kubelet], shows=kubelet)
             line = f"{name:<10} {ip} (namespace {namespace}, kubelet)"
             (restarted if before and not new else started).append(line)
@@ -469,7 +517,7 @@ def _wait_tcp(host: str, port: int, timeout: float, home: Home, name: str) -> No
 
 
 # Stop order: dependents first.
-_ORDER = ["scheduler", "apiserver", "etcd"]
+_ORDER = ["scheduler", "apiserver", "etcd", "dockerd"]
 
 
 def down(home: Home, *, purge: bool = False) -> int:

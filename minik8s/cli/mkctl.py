@@ -1024,6 +1024,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Any]] 
     "cluster-info": ("Display cluster information", configure_none, run_cluster_info),
 }
 
+from minik8s.cli import podcmds as _podcmds  # noqa: E402  logs, exec, cordon, uncordon, drain
+
+COMMANDS.update(_podcmds.COMMANDS)
+
 
 def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
     """The command word (kubectl lets global flags come first) and the remaining args."""

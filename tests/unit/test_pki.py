@@ -171,7 +171,8 @@ def test_ensure_pki_layout(pki: PKIPaths):
     assert names == {
         "ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub",
         "admin.crt", "admin.key", "scheduler.crt", "scheduler.key",
-        "controller-manager.crt", "controller-manager.key", "kube-proxy.crt", "kube-proxy.key"}
+        "controller-manager.crt", "controller-manager.key", "kube-proxy.crt", "kube-proxy.key",
+        "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key"}
     for p in pki.directory.glob("*.key"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     ca_cert = _cert(pki.ca_cert.read_bytes())
@@ -180,6 +181,8 @@ def test_ensure_pki_layout(pki: PKIPaths):
         (pki.scheduler_cert, ("system:kube-scheduler", [])),
         (pki.controller_manager_cert, ("system:kube-controller-manager", [])),
         (pki.kube_proxy_cert, ("system:kube-proxy", ["system:node-proxier"])),
+        (pki.pair("apiserver-kubelet-client")[0],
+         ("kube-apiserver-kubelet-client", ["system:masters"])),
     ]:
         cert = _cert(cert_path.read_bytes())
         cert.verify_directly_issued_by(ca_cert)
