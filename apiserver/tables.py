@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
+from minik8s.api.meta import human_duration, parse_time
 from minik8s.api.registry import ResourceType
 
 Obj = dict[str, Any]
@@ -32,45 +33,6 @@ INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
 
 
 # --------------------------------------------------------------------------- human durations
-
-def human_duration(seconds: float) -> str:
-    """kubectl's age format (apimachinery ``duration.HumanDuration``): ~2-3 significant figures.
-
-    ``5s`` below two minutes, ``3m2s`` below ten, ``45m`` below three hours, ``4h30m`` below
-    eight, ``30h`` below two days, ``2d3h`` below eight days, ``45d`` below two years,
-    ``2y30d`` below eight, then ``9y``. Up to one second in the future reads ``0s`` (clock
-    skew); further is ``<invalid>``."""
-    whole = int(seconds)  # truncates toward zero, as Go's int() does
-    if whole < -1:
-        return "<invalid>"
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        rest = whole % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = whole // 3600
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{days}d{rest}h" if rest else f"{days}d"
-    if hours < 24 * 365 * 2:
-        return f"{days}d"
-    years = days // 365
-    if hours < 24 * 365 * 8:
-        rest = days % 365
-        return f"{years}y{rest}d" if rest else f"{years}y"
-    return f"{years}y"
-
 
 # --------------------------------------------------------------------------- typed getters
 
@@ -123,18 +85,8 @@ def _count(obj: Any, path: str) -> int:
     return len(value) if isinstance(value, (dict, list)) else 0
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def _time(obj: Any, path: str) -> datetime | None:
-    return _parse_time(_walk(obj, path))
+    return parse_time(_walk(obj, path))
 
 
 def _qty(value: Any) -> str:

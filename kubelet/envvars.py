@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from minik8s.api.meta import Obj
 

@@ -26,7 +26,8 @@ from minik8s.api.errors import NotFound, StatusError
 from minik8s.api.quantity import parse_quantity
 from minik8s.api.registry import ResourceType
 from minik8s.api.selectors import selector_from_dict
-from minik8s.cli.printers import LAST_APPLIED, describe_writer, format_labels, human_duration
+from minik8s.api.meta import human_duration, parse_time
+from minik8s.cli.printers import LAST_APPLIED, describe_writer, format_labels
 
 Obj = dict[str, Any]
 
@@ -116,26 +117,16 @@ def _intstr(value: Any) -> str:
     return "" if value is None else _go(value)
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def rfc1123z(value: Any) -> str:
     """Go's ``time.RFC1123Z`` in local time; Go's zero time for a missing timestamp."""
-    when = _parse_time(value)
+    when = parse_time(value)
     if when is None:
         return "Mon, 01 Jan 0001 00:00:00 +0000"
     return when.astimezone().strftime("%a, %d %b %Y %H:%M:%S %z")
 
 
 def _since(value: Any, now: datetime) -> str:
-    when = _parse_time(value)
+    when = parse_time(value)
     if when is None:
         return "<unknown>"
     return human_duration((now - when).total_seconds())
@@ -299,7 +290,7 @@ def describe_events(w: PrefixWriter, events: list[Obj], now: datetime) -> None:
         return
     w.flush()
     oldest = datetime.min.replace(tzinfo=timezone.utc)
-    ordered = sorted(events, key=lambda e: _parse_time(e.get("lastTimestamp")) or oldest)
+    ordered = sorted(events, key=lambda e: parse_time(e.get("lastTimestamp")) or oldest)
     w.write(LEVEL_0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n")
     w.write(LEVEL_1, "----\t------\t----\t----\t-------\n")
     for e in ordered:
@@ -870,7 +861,7 @@ def describe_job(job: Obj, related: Related, now: datetime) -> str:
         w.write(LEVEL_0, f"Start Time:\t{rfc1123z(status['startTime'])}\n")
     if status.get("completionTime"):
         w.write(LEVEL_0, f"Completed At:\t{rfc1123z(status['completionTime'])}\n")
-    start, end = _parse_time(status.get("startTime")), _parse_time(status.get("completionTime"))
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
     if start and end:
         w.write(LEVEL_0, f"Duration:\t{human_duration((end - start).total_seconds())}\n")
     if isinstance(spec.get("activeDeadlineSeconds"), int):

@@ -96,7 +96,7 @@ async def resolve_pod(s: Any, arg: str) -> Obj:
     pods = (await s.client.list("pods", namespace, label_selector=selector)).get("items") or []
     if not pods:
         raise CliError(f"no pods found for {rt.singular or rt.kind.lower()}/{name}"
-                       if rt.singular else f"timed out waiting for the condition")
+                       if rt.singular else "timed out waiting for the condition")
     pods.sort(key=_pod_rank, reverse=True)
     if len(pods) > 1:
         _err(f"Found {len(pods)} pods, using pod/{pods[0]['metadata']['name']}")

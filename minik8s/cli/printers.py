@@ -106,38 +106,6 @@ def describe_writer() -> TabWriter:
 
 # --------------------------------------------------------------------------- durations
 
-def human_duration(seconds: float) -> str:
-    """kubectl's age format (apimachinery ``duration.HumanDuration``): ``5s``, ``3m2s``,
-    ``45m``, ``4h30m``, ``30h``, ``2d3h``, ``45d``, ``2y30d``, ``9y``; up to a second in the
-    future reads ``0s`` (clock skew), further ``<invalid>``."""
-    whole = int(seconds)
-    if whole < -1:
-        return "<invalid>"
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        return f"{minutes}m{whole % 60}s" if whole % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = whole // 3600
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 24 * 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    if hours < 24 * 365 * 2:
-        return f"{days}d"
-    years = days // 365
-    if hours < 24 * 365 * 8:
-        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
-    return f"{years}y"
-
-
 # --------------------------------------------------------------------------- names
 
 def kind_prefix(rt: ResourceType) -> str:
@@ -347,7 +315,7 @@ def print_objects(objects: list[tuple[ResourceType, Obj]], output: str, *,
 
 __all__ = [
     "LAST_APPLIED", "TabWriter", "TableOptions", "TableView", "as_list", "compact_json",
-    "describe_writer", "format_labels", "human_duration", "kind_prefix", "object_name",
+    "describe_writer", "format_labels", "kind_prefix", "object_name",
     "print_objects", "print_tables", "render_rows", "table_view", "table_writer", "to_json",
     "to_yaml", "with_type",
 ]

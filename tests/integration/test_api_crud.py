@@ -8,19 +8,9 @@ import asyncio
 import json
 import re
 
-import httpx
 import pytest
 
 from minik8s.api.errors import AlreadyExists, Conflict, NotFound
-from minik8s.client.kubeconfig import load_kubeconfig
-
-
-@pytest.fixture
-async def http(apiserver):
-    cfg = load_kubeconfig(str(apiserver.kubeconfig))
-    async with httpx.AsyncClient(base_url=cfg.server, verify=cfg.ssl_context(),
-                                 timeout=30) as c:
-        yield c
 
 
 def pod(name: str, **labels: str) -> dict:

@@ -3,19 +3,9 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from minik8s.api.errors import Conflict, Invalid, NotFound
-from minik8s.client.kubeconfig import load_kubeconfig
-
-
-@pytest.fixture
-async def http(apiserver):
-    cfg = load_kubeconfig(str(apiserver.kubeconfig))
-    async with httpx.AsyncClient(base_url=cfg.server, verify=cfg.ssl_context(),
-                                 timeout=30) as c:
-        yield c
 
 
 def pod(name: str, **spec) -> dict:

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
-from minik8s.client.kubeconfig import load_kubeconfig
 
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-
-
-@pytest.fixture
-async def http(apiserver):
-    cfg = load_kubeconfig(str(apiserver.kubeconfig))
-    async with httpx.AsyncClient(base_url=cfg.server, verify=cfg.ssl_context(),
-                                 timeout=30) as c:
-        yield c
 
 
 def by_name(resource_list: dict) -> dict[str, dict]:

@@ -208,8 +208,9 @@ async def test_pod_too_big_stays_pending_with_a_reason_then_fits_a_new_node(env)
 
 
 async def test_node_selector(env):
-    a, b, c = await env.add_node("a"), await env.add_node("b", labels={"disk": "ssd"}), \
-        await env.add_node("c")
+    await env.add_node("a")
+    b = await env.add_node("b", labels={"disk": "ssd"})
+    await env.add_node("c")
     env.start()
     for i in range(3):
         await env.create(make_pod(f"db-{i}", node_selector={"disk": "ssd"}))

@@ -9,7 +9,8 @@ import json
 import yaml
 
 from minik8s.api.registry import REGISTRY
-from minik8s.cli.printers import (TableOptions, TabWriter, compact_json, human_duration,
+from minik8s.api.meta import human_duration
+from minik8s.cli.printers import (TableOptions, TabWriter, compact_json,
                                   object_name, print_objects, print_tables, table_view,
                                   table_writer, to_json, to_yaml)
 
