@@ -273,7 +273,7 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
         _ensure_docker(home, started)
         _ensure_images()
         kubelets = _start_nodes(home, net, pki, port, nodes, started, restarted)
-    _start_scheduler(home, pki, server, started, restarted)
+    _start_control_plane(home, pki, server, started, restarted)
     if net is not None:
         _sync_host_routes(home, net, pki, server, wait_for=kubelets)
 
@@ -420,18 +420,27 @@ def _start_nodes(home: Home, net, pki: PKIPaths, port: int, nodes: int,
     return running
 
 
-def _start_scheduler(home: Home, pki: PKIPaths, server: str, started: list[str],
-                     restarted: list[str]) -> None:
-    if not _component_available("scheduler") or running_pid(home, "scheduler") is not None:
-        return
-    cert, key = pki.pair("scheduler")
-    kubeconfig = write_kubeconfig(
-        home.root / "components" / "scheduler.kubeconfig", server=server,
-        ca_pem=pki.ca_cert.read_bytes(), cert_pem=cert.read_bytes(), key_pem=key.read_bytes(),
-        user_name="system:kube-scheduler", cluster_name="minik8s")
-    before = home.pidfile("scheduler").exists()
-    spawn(home, "scheduler", _python_component("scheduler", "--kubeconfig", str(kubeconfig)))
-    (restarted if before else started).append("scheduler")
+# Control-plane components `up` runs beside the API server: name -> (PKI identity, user).
+_CONTROL_PLANE = {
+    "scheduler": ("scheduler", "system:kube-scheduler"),
+    "controller-manager": ("controller-manager", "system:kube-controller-manager"),
+}
+
+
+def _start_control_plane(home: Home, pki: PKIPaths, server: str, started: list[str],
+                         restarted: list[str]) -> None:
+    for name, (identity, user) in _CONTROL_PLANE.items():
+        if not _component_available(name) or running_pid(home, name) is not None:
+            continue
+        cert, key = pki.pair(identity)
+        kubeconfig = write_kubeconfig(
+            home.root / "components" / f"{name}.kubeconfig", server=server,
+            ca_pem=pki.ca_cert.read_bytes(), cert_pem=cert.read_bytes(),
+            key_pem=key.read_bytes(), user_name=user, cluster_name="minik8s")
+        before = home.pidfile(name).exists()
+        spawn(home, name, _python_component(name, "--kubeconfig", str(kubeconfig),
+                                            "--leader-elect"))
+        (restarted if before else started).append(name)
 
 
 def _api_get(pki: PKIPaths, url: str, timeout: float = 5) -> dict:
@@ -517,7 +526,7 @@ def _wait_tcp(host: str, port: int, timeout: float, home: Home, name: str) -> No
 
 
 # Stop order: dependents first.
-_ORDER = ["scheduler", "apiserver", "etcd", "dockerd"]
+_ORDER = ["controller-manager", "scheduler", "apiserver", "etcd", "dockerd"]
 
 
 def down(home: Home, *, purge: bool = False) -> int:

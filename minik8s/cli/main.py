@@ -17,6 +17,7 @@ COMPONENTS: dict[str, str] = {
     "apiserver": "apiserver.server:main",
     "kubelet": "kubelet.main:main",
     "scheduler": "scheduler.main:main",
+    "controller-manager": "controller.manager:main",
 }
 
 
