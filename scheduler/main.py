@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from typing import Any
 
 from minik8s.cache import InformerFactory
 from minik8s.client import Client
-from minik8s.runtime import LeaderElector, LeadershipLost, Manager
+from minik8s.runtime import LeaderElector, Manager
 from minik8s.runtime.leaderelection import default_identity
+from minik8s.runtime.process import configure_logging, run_until_signalled
 from scheduler.scheduler import DEFAULT_BIND_CONCURRENCY, DEFAULT_SCHEDULER_NAME, Scheduler
 
 log = logging.getLogger("scheduler")
@@ -83,42 +82,12 @@ async def run(args: argparse.Namespace) -> int:
                        lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
                        retry_period=args.retry_period, scheduler_name=args.scheduler_name,
                        bind_concurrency=args.bind_concurrency, namespaces=args.namespaces)
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    stopping = False
-
-    def stop() -> None:
-        nonlocal stopping
-        stopping = True
-        task.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    try:
-        await manager.start()
-        return 0
-    except asyncio.CancelledError:
-        if stopping:
-            log.info("stopping")
-            return 0
-        raise
-    except LeadershipLost as exc:
-        log.error("%s", exc)
-        return 1
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        with contextlib.suppress(Exception):
-            await client.aclose()
+    return await run_until_signalled(manager.start, log, client.aclose)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
