@@ -8,11 +8,11 @@ import asyncio
 import dataclasses
 import importlib
 import logging
-import signal
 import sys
 from typing import Any
 
 from kubelet.config import KubeletConfig
+from minik8s.runtime.process import configure_logging, run_until_signalled
 
 log = logging.getLogger("kubelet")
 
@@ -82,29 +82,19 @@ async def run(config: KubeletConfig) -> int:
     runtime = DockerRuntime(config.docker_url)
     client = Client.from_kubeconfig(config.kubeconfig)
     kubelet = Kubelet(config, client, runtime, network)
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(kubelet.start(), name="kubelet")
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    log.info("kubelet for node %s starting (ip %s, network %s, root %s)", config.node_name,
-             node_ip, config.network, config.root_dir)
-    try:
-        await task
-    except asyncio.CancelledError:
-        log.info("kubelet stopped; pods keep running")
-        return 0
-    finally:
+
+    async def cleanup() -> None:  # pods keep running: a kubelet restart must not kill them
         await client.aclose()
         runtime.close()
-    return 1
+
+    log.info("kubelet for node %s starting (ip %s, network %s, root %s)", config.node_name,
+             node_ip, config.network, config.root_dir)
+    return await run_until_signalled(kubelet.start, log, cleanup)
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if config.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not config.verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(config.verbose)
     try:
         return asyncio.run(run(config))
     except NetworkUnavailable as exc:
