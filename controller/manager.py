@@ -31,7 +31,17 @@ LEASE_NAME = "kube-controller-manager"
 LEASE_NAMESPACE = "kube-system"
 
 # name -> "module:new"; new(ctx) returns a runnable (an object with ``async start()``).
-CONTROLLERS: dict[str, str] = {}
+CONTROLLERS: dict[str, str] = {
+    "job": "controller.job:new",
+    "cronjob": "controller.cronjob:new",
+    "garbagecollector": "controller.garbagecollector:new",
+    "namespace": "controller.namespace:new",
+    "replicaset": "controller.replicaset:new",
+    "deployment": "controller.deployment:new",
+    "nodelifecycle": "controller.nodelifecycle:new",
+    "daemonset": "controller.daemonset:new",
+    "statefulset": "controller.statefulset:new",
+}
 
 
 @dataclass

@@ -1028,6 +1028,10 @@ from minik8s.cli import podcmds as _podcmds  # noqa: E402  logs, exec, cordon, u
 
 COMMANDS.update(_podcmds.COMMANDS)
 
+from minik8s.cli import rollout as _rollout  # noqa: E402  rollout ..., scale
+
+COMMANDS.update(_rollout.COMMANDS)
+
 
 def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
     """The command word (kubectl lets global flags come first) and the remaining args."""
