@@ -258,9 +258,12 @@ RULES: tuple[Rule, ...] = (
           ("namespaces", "namespaces/finalize")),
     allow("controller-manager: nodes", CONTROLLER_MANAGER, ("update", "patch"), ("nodes",)),
     # The namespace controller empties a namespace of every kind; the garbage collector
-    # deletes dependents of any kind.
+    # deletes dependents of any kind, and orphans them: a Service's ownerReferences are
+    # rewritten too (the other dependent kinds are writable above).
     allow("controller-manager: delete any", CONTROLLER_MANAGER, ("delete", "deletecollection"),
           ("*",), ANY),
+    allow("controller-manager: orphan services", CONTROLLER_MANAGER, ("update", "patch"),
+          ("services",)),
     allow("controller-manager: leader lease", CONTROLLER_MANAGER, LEASE_VERBS, ("leases",),
           (COORDINATION,), namespaces=("kube-system",), names=(CONTROLLER_MANAGER_LEASE,)),
     # --- kube-proxy (and its DNS responder)
@@ -281,6 +284,10 @@ RULES: tuple[Rule, ...] = (
     allow("node: status of its pods", NODE, ("update", "patch"), ("pods/status",),
           where=pod_bound_to_node),
     allow("node: delete its pods", NODE, ("delete",), ("pods",), where=pod_bound_to_node),
+    # A claim is bound to the node whose kubelet first mounts it (a Docker named volume lives
+    # on one node): the kubelet writes the binding annotation, volumeName and Bound status.
+    allow("node: bind claims", NODE, ("update", "patch"),
+          ("persistentvolumeclaims", "persistentvolumeclaims/status")),
     allow("node: events", NODE, EVENT_WRITE, ("events",), EVENT_GROUPS),
     # --- service accounts: read-only in their own namespace, secrets excepted
     allow("serviceaccount: read own namespace", SERVICE_ACCOUNT, READ, ("*",), ANY,

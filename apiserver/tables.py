@@ -527,6 +527,44 @@ def _hpa_cells(hpa: Obj, ctx: _Ctx) -> list:
             _int(spec, "maxReplicas"), _int(hpa, "status.currentReplicas"), ctx.age(hpa)]
 
 
+_ACCESS_MODE_SHORT = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+                      "ReadWriteOncePod": "RWOP"}
+
+
+def _pvc_cells(pvc: Obj, ctx: _Ctx) -> list:
+    """``printPersistentVolumeClaim``: capacity and access modes only once bound."""
+    phase = _str(pvc, "status.phase")
+    if _str(pvc, "metadata.deletionTimestamp"):
+        phase = "Terminating"
+    capacity, modes = "", ""
+    if _str(pvc, "spec.volumeName"):
+        storage = _map(pvc, "status.capacity").get("storage")
+        capacity = _qty(storage) if storage is not None else ""
+        seen: list[str] = []
+        for mode in _strs(pvc, "status.accessModes"):
+            short = _ACCESS_MODE_SHORT.get(mode)
+            if short and short not in seen:
+                seen.append(short)
+        modes = ",".join(seen)
+    beta_class = _map(pvc, "metadata.annotations").get("volume.beta.kubernetes.io/storage-class")
+    storage_class = _str(pvc, "spec.storageClassName") or (
+        beta_class if isinstance(beta_class, str) else "")
+    return [_str(pvc, "metadata.name"), phase, _str(pvc, "spec.volumeName"), capacity, modes,
+            storage_class, _str(pvc, "spec.volumeAttributesClassName") or "<unset>",
+            ctx.age(pvc), _str(pvc, "spec.volumeMode") or "<unset>"]
+
+
+def _revision_controller(rev: Obj) -> str:
+    """``printControllerRevision``: ``<kind>.<group>/<name>`` of the controlling owner."""
+    for ref in _dicts(rev, "metadata.ownerReferences"):
+        if ref.get("controller") is True:
+            group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+            kind = str(ref.get("kind") or "")
+            qualified = f"{kind}.{group}" if group else kind
+            return f"{qualified}/{ref.get('name') or ''}"
+    return "<none>"
+
+
 def _simple(*getters: Callable[[Obj], Any]) -> Callable[[Obj, _Ctx], list]:
     """Cells of the common shape NAME, <getters...>, AGE."""
     def cells(obj: Obj, ctx: _Ctx) -> list:
@@ -662,6 +700,19 @@ PRINTERS: dict[tuple[str, str], Printer] = {
          _col("Last Schedule", "When the job was last successfully scheduled."), _AGE,
          *_WORKLOAD_WIDE),
         _cronjob_cells),
+    ("", "PersistentVolumeClaim"): Printer(
+        (_NAME, _col("Status", "The phase of the claim."),
+         _col("Volume", "The volume bound to the claim."),
+         _col("Capacity", "The capacity of the bound volume."),
+         _col("Access Modes", "The access modes of the bound volume."),
+         _col("StorageClass", "The storage class of the claim."),
+         _col("VolumeAttributesClass", "The volume attributes class of the claim.", priority=1),
+         _AGE, _wide("VolumeMode", "The volume mode of the claim.")),
+        _pvc_cells),
+    ("apps", "ControllerRevision"): Printer(
+        (_NAME, _col("Controller", "The object that owns the revision."),
+         _col("Revision", "The revision number.", "integer"), _AGE),
+        _simple(_revision_controller, lambda o: _int(o, "revision"))),
     ("coordination.k8s.io", "Lease"): Printer(
         (_NAME, _col("Holder", "The identity of the holder of the lease."), _AGE),
         _simple(lambda o: _str(o, "spec.holderIdentity"))),

@@ -5,7 +5,13 @@ removing the pod dir removes them all (hostPath is the exception: it is the host
 path). ConfigMap and Secret volumes are written as files and rewritten on every sync, which
 the periodic resync turns into "updated within a minute of a change"; a file is replaced by
 rename, so a reader never sees half a file. ``medium: Memory`` emptyDirs are plain
-directories: a tmpfs would need a mount the kubelet would then have to track and unmount."""
+directories: a tmpfs would need a mount the kubelet would then have to track and unmount.
+
+A ``persistentVolumeClaim`` volume is a Docker named volume, ``minik8s-pvc-<ns>-<claim>``,
+which Docker creates on first mount and keeps when pods come and go: the data lives on this
+node, so the first kubelet to mount a claim binds it here (annotation ``minik8s.io/node``)
+and the scheduler sends every later pod of that claim back. The volume outlives the claim
+(nothing deletes it yet: ``docker volume rm`` by name)."""
 
 from __future__ import annotations
 
@@ -13,9 +19,15 @@ import base64
 import os
 import posixpath
 from pathlib import Path
+from typing import Any
+
 from kubelet.envvars import ContainerConfigError, ObjectGetter
 from kubelet.runtime.base import Mount
 from minik8s.api.meta import Obj
+
+# Written on a claim by the kubelet that binds it; the scheduler's VolumeBinding filter reads
+# the same key (scheduler.plugins.volumes.CLAIM_NODE_ANNOTATION: daemons share no imports).
+CLAIM_NODE_ANNOTATION = "minik8s.io/node"
 
 
 def volume_dir(pod_dir: Path, name: str) -> Path:
@@ -82,14 +94,57 @@ def _write_files(target: Path, files: dict[str, tuple[bytes, int | None]], defau
                 p.unlink(missing_ok=True)
 
 
-async def setup_volumes(pod: Obj, pod_dir: Path, get: ObjectGetter) -> dict[str, str]:
-    """Make (or refresh) every volume of the pod; volume name -> host path.
-    ``ContainerConfigError`` when a non-optional ConfigMap/Secret is missing."""
+def claim_volume_name(namespace: str, claim: str) -> str:
+    """The Docker named volume backing a PersistentVolumeClaim on this node."""
+    return f"minik8s-pvc-{namespace}-{claim}"
+
+
+async def bind_claim(pod: Obj, source: Obj, get: ObjectGetter, client: Any,
+                     node_name: str) -> str:
+    """The Docker volume of a ``persistentVolumeClaim`` volume. An unbound claim is bound to
+    this node first (annotation, ``volumeName``, then ``Bound`` status); a claim bound to
+    another node cannot be mounted here. Docker creates the named volume on first use."""
+    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    name = source.get("claimName") or ""
+    claim = await get("persistentvolumeclaims", ns, name)
+    if claim is None:
+        raise ContainerConfigError(f'persistentvolumeclaim "{name}" not found')
+    volume = claim_volume_name(ns, name)
+    md = claim.get("metadata") or {}
+    bound_to = (md.get("annotations") or {}).get(CLAIM_NODE_ANNOTATION)
+    if bound_to and bound_to != node_name:
+        raise ContainerConfigError(f'persistentvolumeclaim "{name}" is bound to node '
+                                   f'"{bound_to}"')
+    if client is not None and (not bound_to or
+                               (claim.get("status") or {}).get("phase") != "Bound"):
+        spec = claim.get("spec") or {}
+        if not bound_to:
+            claim = await client.patch("persistentvolumeclaims", name, {
+                "metadata": {"annotations": {CLAIM_NODE_ANNOTATION: node_name},
+                             "resourceVersion": md.get("resourceVersion")},
+                "spec": {"volumeName": spec.get("volumeName") or volume}}, ns)
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        await client.patch("persistentvolumeclaims", name, {"status": {
+            "phase": "Bound", "accessModes": spec.get("accessModes") or [],
+            "capacity": {"storage": storage} if storage else {}}}, ns,
+            subresource="status")
+    return volume
+
+
+async def setup_volumes(pod: Obj, pod_dir: Path, get: ObjectGetter, *, client: Any = None,
+                        node_name: str = "") -> dict[str, str]:
+    """Make (or refresh) every volume of the pod; volume name -> host path (or, for a
+    claim, the name of its Docker volume). ``ContainerConfigError`` when a non-optional
+    ConfigMap/Secret or a claim is missing. ``client`` lets claims be bound to ``node_name``."""
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
     paths: dict[str, str] = {}
     for vol in (pod.get("spec") or {}).get("volumes") or []:
         name = vol.get("name")
         if not name:
+            continue
+        if isinstance(vol.get("persistentVolumeClaim"), dict):
+            paths[name] = await bind_claim(pod, vol["persistentVolumeClaim"], get, client,
+                                           node_name)
             continue
         if "hostPath" in vol:
             hp = vol["hostPath"] or {}
@@ -134,6 +189,9 @@ def container_mounts(container: Obj, volume_paths: dict[str, str]) -> list[Mount
             raise ContainerConfigError(f"cannot find volume \"{vm.get('name')}\" to mount "
                                        f"into container \"{container.get('name')}\"")
         sub = vm.get("subPath") or ""
+        if sub and not os.path.isabs(host):
+            raise ContainerConfigError(f"subPath is not supported on volume "
+                                       f"\"{vm.get('name')}\" (a persistentVolumeClaim)")
         if sub:
             sub = posixpath.normpath(sub)
             if sub.startswith(".."):
@@ -145,4 +203,5 @@ def container_mounts(container: Obj, volume_paths: dict[str, str]) -> list[Mount
     return mounts
 
 
-__all__ = ["setup_volumes", "container_mounts", "volume_dir"]
+__all__ = ["setup_volumes", "container_mounts", "volume_dir", "bind_claim",
+           "claim_volume_name", "CLAIM_NODE_ANNOTATION"]

@@ -207,16 +207,18 @@ class Framework:
         return ScheduleResult(select_host(scores, self.rng), len(nodes), len(feasible))
 
 
-def default_framework(rng: random.Random | None = None) -> Framework:
+def default_framework(rng: random.Random | None = None, claims: Any = None) -> Framework:
     """The default profile: Kubernetes' filter order, LeastAllocated (weight 1) and owner
-    spreading (weight 2, as PodTopologySpread's default system spreading)."""
+    spreading (weight 2, as PodTopologySpread's default system spreading). ``claims``
+    (namespace, name) -> PersistentVolumeClaim lets VolumeBinding place pods by their claims."""
     from scheduler.plugins import (InterPodAntiAffinity, LeastAllocated, NodeAffinity,
                                    NodePorts, NodeReady, NodeResourcesFit, NodeUnschedulable,
-                                   OwnerSpread, TaintToleration)
+                                   OwnerSpread, TaintToleration, VolumeBinding)
 
     return Framework(
         filters=[NodeUnschedulable(), NodeReady(), TaintToleration(), NodeAffinity(),
-                 NodePorts(), NodeResourcesFit(), InterPodAntiAffinity()],
+                 NodePorts(), NodeResourcesFit(), VolumeBinding(claims),
+                 InterPodAntiAffinity()],
         scorers=[(LeastAllocated(), 1), (OwnerSpread(), 2)],
         rng=rng)
 

@@ -27,7 +27,8 @@ from scheduler.cache import Cache, is_terminal
 from scheduler.framework import FitError, Framework, default_framework
 from scheduler.nodeinfo import PodInfo, pod_key
 from scheduler.queue import (ASSIGNED_POD_ADD, ASSIGNED_POD_DELETE, ASSIGNED_POD_UPDATE,
-                             NODE_ADD, NODE_UPDATE, QueueClosed, QueuedPod, SchedulingQueue)
+                             NODE_ADD, NODE_UPDATE, ClusterEvent, QueueClosed, QueuedPod,
+                             SchedulingQueue)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ DEFAULT_BIND_CONCURRENCY = 16
 COMPONENT = "default-scheduler"
 CLEANUP_PERIOD = 1.0
 MAX_PENDING_EVENTS = 10000
+CLAIM_CHANGE = ClusterEvent("PersistentVolumeClaimChange", frozenset({"VolumeBinding"}))
 
 
 def _spec(obj: Obj) -> Obj:
@@ -65,7 +67,7 @@ class Scheduler:
                  recorder: EventRecorder | None = None, identity: str = ""):
         self.client = client
         self.scheduler_name = scheduler_name
-        self.framework = framework or default_framework(random.Random(seed))
+        self.framework = framework or default_framework(random.Random(seed), self._claim)
         self.clock = clock or REAL_CLOCK
         self.cache = Cache(clock=self.clock)
         self.queue = SchedulingQueue(clock=self.clock)
@@ -87,6 +89,15 @@ class Scheduler:
                                       self._on_pod_delete)
         self.node_informer.add_handler(self._on_node_add, self._on_node_update,
                                        self._on_node_delete)
+        # Claims place pods on the node of their volume (VolumeBinding); a claim appearing or
+        # getting bound may make a waiting pod schedulable.
+        self.claim_informer = informers.informer("persistentvolumeclaims")
+        self.claim_informer.add_handler(
+            lambda c: self.queue.move_all_to_active_or_backoff(CLAIM_CHANGE),
+            lambda o, c: self.queue.move_all_to_active_or_backoff(CLAIM_CHANGE))
+
+    def _claim(self, namespace: str, name: str) -> Obj | None:
+        return self.claim_informer.store.get_by_key(f"{namespace}/{name}")
 
     # --- which pods are ours --------------------------------------------------------
 

@@ -26,6 +26,13 @@ JOB_NAME = "batch.kubernetes.io/job-name"
 LEGACY_CONTROLLER_UID = "controller-uid"
 LEGACY_JOB_NAME = "job-name"
 
+# DefaultTolerationSeconds admission: every pod tolerates a not-ready or unreachable node for
+# this long before the node lifecycle controller evicts it (kube-apiserver's
+# --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds).
+DEFAULT_TOLERATION_SECONDS = 300
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+
 
 def _default(obj: dict, key: str, value: Any) -> Any:
     """Set ``obj[key]`` to ``value`` when unset; return the (possibly existing) value."""
@@ -134,6 +141,26 @@ def _pod(obj: dict) -> None:
     for key in ("initContainers", "containers"):
         for c in _items(spec, key):
             _requests_from_limits(c)
+    _default_tolerations(spec)
+
+
+def _default_tolerations(spec: dict) -> None:
+    """Kubernetes' DefaultTolerationSeconds: tolerate ``not-ready`` and ``unreachable``
+    NoExecute taints for ``DEFAULT_TOLERATION_SECONDS`` unless some toleration already
+    covers that taint key (an empty key) with NoExecute (or any effect)."""
+    tolerations = spec.get("tolerations")
+    if tolerations is None:
+        tolerations = []
+    if not isinstance(tolerations, list):
+        return
+    for key in (TAINT_NOT_READY, TAINT_UNREACHABLE):
+        if any(isinstance(t, dict) and (t.get("key") or "") in ("", key)
+               and (t.get("effect") or "") in ("", "NoExecute") for t in tolerations):
+            continue
+        tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                            "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+    if tolerations:
+        spec["tolerations"] = tolerations
 
 
 def _requests_from_limits(c: dict) -> None:
@@ -272,6 +299,11 @@ def _secret(obj: dict) -> None:
     _default(obj, "type", "Opaque")
 
 
+def _pvc(obj: dict) -> None:
+    _default(_child(obj, "spec"), "volumeMode", "Filesystem")
+    _default(_child(obj, "status"), "phase", "Pending")
+
+
 def _namespace(obj: dict) -> None:
     _default(_child(obj, "status"), "phase", "Active")
 
@@ -311,6 +343,7 @@ DEFAULTERS: dict[str, Callable[[dict], None]] = {
     "Endpoints": _endpoints,
     "Secret": _secret,
     "Namespace": _namespace,
+    "PersistentVolumeClaim": _pvc,
     "HorizontalPodAutoscaler": _hpa,
 }
 
@@ -325,4 +358,5 @@ def apply_defaults(rt: ResourceType, obj: dict) -> None:
 
 
 __all__ = ["apply_defaults", "default_pod_spec", "image_pull_policy", "DEFAULTERS",
+           "DEFAULT_TOLERATION_SECONDS", "TAINT_NOT_READY", "TAINT_UNREACHABLE",
            "JOB_CONTROLLER_UID", "JOB_NAME", "LEGACY_CONTROLLER_UID", "LEGACY_JOB_NAME"]

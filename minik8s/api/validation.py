@@ -1481,6 +1481,57 @@ def _hpa(obj: dict) -> Causes:
     return causes
 
 
+_ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+
+
+def _pvc(obj: dict) -> Causes:
+    causes: Causes = []
+    spec = _spec_of(obj, causes)
+    modes = spec.get("accessModes")
+    if not modes:
+        causes.append(required("spec.accessModes", "at least 1 access mode is required"))
+    for i, mode in enumerate(_ls(modes)):
+        if mode not in _ACCESS_MODES:
+            causes.append(not_supported(_at("spec.accessModes", i), mode, _ACCESS_MODES))
+    requests = _m(_m(spec.get("resources")).get("requests"))
+    if "storage" not in requests:
+        causes.append(required("spec.resources[storage]"))
+    else:
+        try:
+            parse_quantity(requests["storage"])
+        except ValueError:
+            causes.append(invalid("spec.resources[storage]", requests["storage"],
+                                  "must be a valid quantity"))
+    causes += _enum(spec, "volumeMode", "spec.volumeMode", ("Block", "Filesystem"))
+    return causes
+
+
+def _pvc_update(obj: dict, old: dict) -> Causes:
+    """Only the requested storage may change (growing), as Kubernetes allows."""
+    new_spec, old_spec = copy.deepcopy(_m(obj.get("spec"))), _m(old.get("spec"))
+    new_req = _m(_m(new_spec.get("resources")).get("requests"))
+    old_req = _m(_m(old_spec.get("resources")).get("requests"))
+    if "storage" in old_req and "storage" in new_req:
+        new_req["storage"] = old_req["storage"]
+    if not old_spec.get("volumeName") and new_spec.get("volumeName"):
+        new_spec.pop("volumeName")  # binding sets it once
+    if new_spec != old_spec:
+        return [forbidden("spec", "spec is immutable after creation except "
+                                  "resources.requests and volumeAttributesClassName for "
+                                  "bound claims")]
+    return []
+
+
+def _controller_revision(obj: dict) -> Causes:
+    if obj.get("revision") is None:
+        return [required("revision")]
+    return _int_at_least(obj, "revision", "revision", 0)
+
+
+def _controller_revision_update(obj: dict, old: dict) -> Causes:
+    return _immutable("data", obj.get("data"), old.get("data"))
+
+
 # --- the table of kinds ------------------------------------------------------------------
 
 
@@ -1511,6 +1562,9 @@ KINDS: dict[str, KindRules] = {
        for kind in _WORKLOADS},
     "CronJob": KindRules(_cronjob_name_errors, _cronjob),
     "Lease": KindRules(create=_lease),
+    "PersistentVolumeClaim": KindRules(create=_pvc, update=_pvc_update),
+    "ControllerRevision": KindRules(create=_controller_revision,
+                                    update=_controller_revision_update),
     "HorizontalPodAutoscaler": KindRules(path_segment_errors, _hpa),
 }
 

@@ -8,7 +8,8 @@ from scheduler.plugins.nodestate import NodeReady, NodeUnschedulable
 from scheduler.plugins.resources import LeastAllocated, NodeResourcesFit
 from scheduler.plugins.spread import OwnerSpread
 from scheduler.plugins.taints import TaintToleration
+from scheduler.plugins.volumes import VolumeBinding
 
 __all__ = ["InterPodAntiAffinity", "NodeAffinity", "NodePorts", "NodeReady",
            "NodeUnschedulable", "LeastAllocated", "NodeResourcesFit", "OwnerSpread",
-           "TaintToleration"]
+           "TaintToleration", "VolumeBinding"]

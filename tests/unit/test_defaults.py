@@ -47,12 +47,41 @@ def test_pod_spec_defaults():
         "serviceAccountName": "default",
         "enableServiceLinks": True,
         "priority": 0,
+        "tolerations": [
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+             "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+             "effect": "NoExecute", "tolerationSeconds": 300}],
     }
     assert spec["containers"] == [{
         "name": "app", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }]
+
+
+@pytest.mark.parametrize("tolerations, added", [
+    ([], ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]),
+    ([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+       "tolerationSeconds": 5}], ["node.kubernetes.io/not-ready"]),
+    ([{"operator": "Exists"}], []),
+    ([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}],
+     ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]),
+])
+def test_default_toleration_seconds_only_where_not_tolerated(tolerations, added):
+    pod = defaulted("Pod", {"metadata": {"name": "p"},
+                            "spec": pod_spec(tolerations=[dict(t) for t in tolerations])})
+    tols = pod["spec"]["tolerations"]
+    assert tols[:len(tolerations)] == tolerations
+    assert [(t["key"], t["tolerationSeconds"]) for t in tols[len(tolerations):]] == [
+        (k, 300) for k in added]
+    again = defaulted("Pod", pod)
+    assert again["spec"]["tolerations"] == tols
+
+
+def test_templates_get_no_default_tolerations():
+    dep = defaulted("Deployment", workload())
+    assert "tolerations" not in dep["spec"]["template"]["spec"]
 
 
 @pytest.mark.parametrize("image, policy", [

@@ -142,6 +142,10 @@ COLUMNS = {
     "CronJob": ["Name", "Schedule", "Timezone", "Suspend", "Active", "Last Schedule", "Age",
                 ("Containers", WIDE), ("Images", WIDE), ("Selector", WIDE)],
     "Lease": ["Name", "Holder", "Age"],
+    "PersistentVolumeClaim": ["Name", "Status", "Volume", "Capacity", "Access Modes",
+                              "StorageClass", ("VolumeAttributesClass", WIDE), "Age",
+                              ("VolumeMode", WIDE)],
+    "ControllerRevision": ["Name", "Controller", "Revision", "Age"],
     "HorizontalPodAutoscaler": ["Name", "Reference", "Targets", "MinPods", "MaxPods",
                                 "Replicas", "Age"],
 }

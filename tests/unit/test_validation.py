@@ -118,6 +118,10 @@ VALID = {
     "Endpoints": lambda: {"metadata": meta(), "subsets": [{
         "addresses": [{"ip": "10.244.1.5"}], "ports": [{"name": "http", "port": 80}]}]},
     "ServiceAccount": lambda: {"metadata": meta("default")},
+    "PersistentVolumeClaim": lambda: {"metadata": meta("data-web-0"), "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+    "ControllerRevision": lambda: {"metadata": meta("web-5d4f8b"), "revision": 2,
+                                   "data": {"spec": {"template": {}}}},
     "HorizontalPodAutoscaler": lambda: {"metadata": meta(), "spec": {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
         "minReplicas": 1, "maxReplicas": 5,
@@ -401,6 +405,12 @@ CASES = [
     # the smaller kinds
     ("Lease", [("spec.leaseDurationSeconds", 0)], "spec.leaseDurationSeconds", INVALID),
     ("Lease", [("spec.leaseTransitions", -1)], "spec.leaseTransitions", INVALID),
+    ("PersistentVolumeClaim", [("spec.accessModes", DELETE)], "spec.accessModes", REQUIRED),
+    ("PersistentVolumeClaim", [("spec.accessModes", ["Sometimes"])], "spec.accessModes[0]",
+     NOT_SUPPORTED),
+    ("PersistentVolumeClaim", [("spec.resources", DELETE)], "spec.resources[storage]", REQUIRED),
+    ("ControllerRevision", [("revision", DELETE)], "revision", REQUIRED),
+    ("ControllerRevision", [("revision", -1)], "revision", INVALID),
     ("Namespace", [("spec.finalizers", ["bad finalizer"])], "spec.finalizers[0]", INVALID),
     ("Node", [("spec.podCIDR", "10.244.1.0/33")], "spec.podCIDR", INVALID),
     ("Node", [("spec.taints.0.effect", "Sometimes")], "spec.taints[0].effect",
