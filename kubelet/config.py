@@ -60,7 +60,7 @@ class KubeletConfig:
                             "it the server is off)")
     tls_private_key_file: str = _f("", "key of --tls-cert-file")
     client_ca_file: str = _f("", "CA that signs the client certificates the server accepts")
-    pod_workers: int = _f(8, "pods synced at once")
+    pod_workers: int = _f(32, "pods synced at once")
     container_log_max_size: str = _f("10m", "json-file log max-size per container")
     container_log_max_files: int = _f(3, "json-file log max-file per container")
     verbose: bool = _f(False, "debug logging", flag="-v")

@@ -134,7 +134,8 @@ class Kubelet:
         changed |= {uid for cid, (_, uid) in self._seen.items() if cid not in now}
         self._seen = now
         for uid in changed:
-            if uid:
+            if uid and not self.pods.saw_already(
+                    uid, {cid: st for cid, (st, u) in now.items() if u == uid}):
                 self.pods.enqueue(uid)
 
     async def _relist(self) -> None:

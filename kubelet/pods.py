@@ -189,6 +189,7 @@ class PodWorkers:
         self.waiting: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> name -> reason
         self.pod_ips: dict[str, tuple[str, str]] = {}  # uid -> (sandbox id, ip)
         self.last_status: dict[str, Obj] = {}
+        self.observed: dict[str, dict[str, str]] = {}  # uid -> container id -> state seen
         self.synced = asyncio.Event()          # the pod informer has listed once
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._image_cache: dict[str, ImageInfo] = {}
@@ -198,11 +199,35 @@ class PodWorkers:
     def enqueue(self, uid: str) -> None:
         self.queue.add(uid)
 
+    def saw_already(self, uid: str, states: dict[str, str]) -> bool:
+        """Whether the last sync of the pod ended seeing exactly these containers in
+        these states (container id -> state): then a relist that finds them so has
+        nothing new to tell it, such as the containers that sync itself started."""
+        return self.observed.get(uid) == states
+
     def pod_added(self, pod: Obj) -> None:
         self._set_pod(pod)
 
     def pod_updated(self, old: Obj, pod: Obj) -> None:
+        if self._own_status_echo(old, pod):
+            # the watch bringing back the status this kubelet just wrote: nothing to do,
+            # but keep the newest object (and its resourceVersion) for the next sync
+            uid = pod["metadata"]["uid"]
+            self.pods[uid] = self.last_known[uid] = pod
+            return
         self._set_pod(pod)
+
+    def _own_status_echo(self, old: Obj, pod: Obj) -> bool:
+        md = pod.get("metadata") or {}
+        uid = md.get("uid")
+        if not uid or uid not in self.pods or self.last_status.get(uid) is None:
+            return False
+        if pod.get("status") != self.last_status[uid] or old.get("spec") != pod.get("spec"):
+            return False
+        skip = ("resourceVersion", "managedFields")
+        old_md = old.get("metadata") or {}
+        return ({k: v for k, v in md.items() if k not in skip}
+                == {k: v for k, v in old_md.items() if k not in skip})
 
     def pod_deleted(self, pod: Obj) -> None:
         uid = (pod.get("metadata") or {}).get("uid")
@@ -320,6 +345,16 @@ class PodWorkers:
                 keep.append(info)
         return PodState(keep)
 
+    async def _refreshed(self, uid: str, state: PodState, ids: list[str]) -> PodState:
+        """``state`` with the containers ``ids`` (made or changed by this sync) inspected
+        again: what the runtime shows of them now, without listing the whole pod."""
+        fresh = await asyncio.gather(*(self.runtime.inspect(cid) for cid in ids))
+        if any(info is None for info in fresh):  # gone under us: look at everything again
+            return await self.pod_state(uid)
+        by_id = {i.id: i for i in state.all()}
+        by_id.update((i.id, i) for i in fresh if i is not None)
+        return PodState(list(by_id.values()))
+
     # --- sync ---------------------------------------------------------------------------
 
     async def sync_pod(self, pod: Obj) -> float | None:
@@ -342,7 +377,9 @@ class PodWorkers:
         volume_error = ""
         volume_paths: dict[str, str] = {}
         try:
-            volume_paths = await setup_volumes(pod, pod_dir, self._get_object)
+            volume_paths = await setup_volumes(pod, pod_dir, self._get_object,
+                                               client=self.client,
+                                               node_name=self.config.node_name)
         except ContainerConfigError as exc:
             volume_error = str(exc)
             self._event(pod, WARNING, "FailedMount", f"MountVolume.SetUp failed: {exc}")
@@ -362,8 +399,9 @@ class PodWorkers:
                 if policy == "Never":
                     await self.network.detach(uid)
                     return await self._write_status(pod, state, "", initialized=True)
-            sandbox = await self._create_sandbox(pod, sandbox)
-            state = await self.pod_state(uid)
+            sandbox_id = await self._create_sandbox(pod, sandbox)
+            # only the new sandbox changed since the listing above: inspect just it
+            state = await self._refreshed(uid, state, [sandbox_id])
             sandbox = state.sandbox
             if sandbox is None or sandbox.state != "running":
                 raise RuntimeError("pod sandbox did not start")
@@ -410,6 +448,7 @@ class PodWorkers:
 
         # --- app containers -----------------------------------------------------------------
         if initialized and not failed_init:
+            touched: list[str] = []  # containers this loop started or stopped
             for c in spec.get("containers") or []:
                 name = c["name"]
                 latest = state.latest(APP, name)
@@ -420,6 +459,7 @@ class PodWorkers:
                         continue
                     self._event(pod, NORMAL, "Killing", why)
                     await self.runtime.stop(latest.id, self._grace(pod))
+                    touched.append(latest.id)
                     latest = await self.runtime.inspect(latest.id) or latest
                 if latest is not None:
                     if not _should_restart(policy, latest):
@@ -432,12 +472,16 @@ class PodWorkers:
                 if volume_error:
                     waiting[name] = ("ContainerCreating", "")
                     continue
-                await self._start_container(pod, c, APP, latest, sandbox, pod_ip,
-                                            volume_paths, waiting, requeue)
-            state = await self.pod_state(uid)
+                cid = await self._start_container(pod, c, APP, latest, sandbox, pod_ip,
+                                                  volume_paths, waiting, requeue)
+                if cid is not None:
+                    touched.append(cid)
+            if touched:
+                state = await self._refreshed(uid, state, touched)
 
         # --- probes and status ----------------------------------------------------------------
         self._sync_probes(pod, state, sandbox, pod_ip)
+        self.observed[uid] = {i.id: i.state for i in state.all()}
         after = await self._write_status(pod, state, pod_ip, initialized=initialized)
         if after is not None:
             requeue.append(after)
@@ -548,14 +592,15 @@ class PodWorkers:
                                latest: ContainerInfo | None, sandbox: ContainerInfo,
                                pod_ip: str, volume_paths: dict[str, str],
                                waiting: dict[str, tuple[str, str]],
-                               requeue: list[float]) -> None:
+                               requeue: list[float]) -> str | None:
+        """Create and start one container; the id of the container created, if any."""
         md = pod["metadata"]
         uid, name = md["uid"], c["name"]
         attempt = latest.attempt + 1 if latest is not None else 0
         image = await self._ensure_image(pod, c, waiting)
         if image is None:
             requeue.append(max(1.0, self.config.crash_loop_backoff_base))
-            return
+            return None
         try:
             env = await build_env(c, pod, self._get_object, pod_ip=pod_ip, host_ip=self.host_ip)
             mounts = container_mounts(c, volume_paths)
@@ -563,7 +608,7 @@ class PodWorkers:
             waiting[name] = ("CreateContainerConfigError", str(exc))
             self._event(pod, WARNING, "Failed", f"Error: {exc}")
             requeue.append(max(1.0, self.config.crash_loop_backoff_base))
-            return
+            return None
         res = c.get("resources") or {}
         limits, requests = res.get("limits") or {}, res.get("requests") or {}
         memory = value_of(limits["memory"]) if limits.get("memory") else None
@@ -605,9 +650,10 @@ class PodWorkers:
             if latest is None:
                 self.backoff.next((uid, name))
             requeue.append(1.0)
-            return
+            return cid
         waiting.pop(name, None)
         self._event(pod, NORMAL, "Started", f"Started container {name}")
+        return cid
 
     def _write_dns_files(self, pod: Obj, pod_dir: Path, pod_ip: str) -> None:
         md, spec = pod["metadata"], pod.get("spec") or {}
@@ -797,6 +843,7 @@ class PodWorkers:
             await asyncio.to_thread(shutil.rmtree, pod_dir, True)
 
     def _forget(self, uid: str) -> None:
+        self.observed.pop(uid, None)
         self.backoff.forget_pod(uid)
         self.waiting.pop(uid, None)
         self.pod_ips.pop(uid, None)

@@ -4,8 +4,8 @@ IPAM does it, in the network namespace the kubelet runs in (the node's):
 - a bridge ``mk8s-pods`` (a name Docker never uses) holding the gateway, the first host
   address of the node's podCIDR; IPv4 forwarding on;
 - per pod a veth pair: the host end (``vmk`` + 12 hex digits of the pod uid) on the bridge,
-  the other end moved into the pod sandbox's namespace by the infra container's PID and
-  renamed ``eth0``, with the pod's address and a default route via the gateway;
+  the other end made as ``eth0`` right in the pod sandbox's namespace (found by the infra
+  container's PID), with the pod's address and a default route via the gateway;
 - host-gw routes: every other node's podCIDR via that node's InternalIP, and an
   ``unreachable`` route for the whole cluster CIDR, so a pod range no node holds is refused
   here instead of following a default route off the machine;
@@ -201,17 +201,31 @@ class BridgeNetwork:
             if host_idx is not None and self._pod_has(nspath, ip, prefix):
                 ipr.link("set", index=host_idx, master=bridge, state="up")
                 return  # already wired (a restarted kubelet attaching again)
-            for stale in (host, peer):
-                stale_idx = _index(ipr, stale)
+            stale = [host_idx, _index(ipr, peer)]
+            for stale_idx in stale:
                 if stale_idx is not None:
                     ipr.link("del", index=stale_idx)
             kw = {"mtu": self.mtu} if self.mtu else {}
-            ipr.link("add", ifname=host, kind="veth", peer=peer, **kw)
+            # Fast path: the peer made right inside the sandbox as eth0, which spares the
+            # move between namespaces (the kernel waits for an RCU grace period there) and
+            # the rename. A sandbox that already has an eth0 takes the long way below.
             try:
-                peer_idx = _index(ipr, peer)
+                ipr.link("add", ifname=host, kind="veth",
+                         peer={"ifname": "eth0", "net_ns_pid": pid}, **kw)
+                direct = True
+            except NetlinkError:
+                with contextlib.suppress(NetlinkError):
+                    ipr.link("del", ifname=host)
+                ipr.link("add", ifname=host, kind="veth", peer=peer, **kw)
+                direct = False
+            try:
                 host_idx = _index(ipr, host)
-                ipr.link("set", index=peer_idx, net_ns_pid=pid)
-                self._configure_pod(nspath, peer, ip, prefix)
+                if direct:
+                    self._configure_pod(nspath, "eth0", ip, prefix)
+                else:
+                    peer_idx = _index(ipr, peer)
+                    ipr.link("set", index=peer_idx, net_ns_pid=pid)
+                    self._configure_pod(nspath, peer, ip, prefix)
                 ipr.link("set", index=host_idx, master=bridge, state="up")
             except Exception as exc:
                 with contextlib.suppress(NetlinkError):
@@ -220,7 +234,7 @@ class BridgeNetwork:
 
     def _pod_has(self, nspath: str, ip: str, prefix: int) -> bool:
         try:
-            with IPRoute(netns=nspath, flags=0) as ns:
+            with _netns_route(nspath) as ns:
                 idx = _index(ns, "eth0")
                 if idx is None:
                     return False
@@ -230,14 +244,15 @@ class BridgeNetwork:
             return False
 
     def _configure_pod(self, nspath: str, peer: str, ip: str, prefix: int) -> None:
-        with IPRoute(netns=nspath, flags=0) as ns:
+        with _netns_route(nspath) as ns:
             idx = _index(ns, peer)
             if idx is None:
                 raise PodNetworkError(f"{peer} did not arrive in the sandbox")
-            old = _index(ns, "eth0")
-            if old is not None:
-                ns.link("del", index=old)
-            ns.link("set", index=idx, ifname="eth0")
+            if peer != "eth0":  # moved in under its own name: it takes eth0's place
+                old = _index(ns, "eth0")
+                if old is not None:
+                    ns.link("del", index=old)
+                ns.link("set", index=idx, ifname="eth0")
             ns.addr("add", index=idx, address=ip, prefixlen=prefix)
             ns.link("set", index=idx, state="up")
             lo = _index(ns, "lo")
@@ -311,6 +326,47 @@ class BridgeNetwork:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+_CLONE_NEWNET = 0x40000000
+_libc: Any = None
+
+
+def _setns(fd: int) -> None:
+    import ctypes
+    import ctypes.util
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def _netns_route(nspath: str):
+    """An ``IPRoute`` working in the network namespace ``nspath``, used on this thread only.
+
+    pyroute2's ``IPRoute(netns=...)`` forks the (multi-threaded) kubelet to open its socket
+    and SIGTERMs the child afterwards; a child still alive then runs the asyncio signal
+    handler it inherited, whose wakeup fd is the parent loop's, and the kubelet takes the
+    child's SIGTERM for its own and stops. Instead this worker thread enters the namespace
+    itself (a network namespace is a per-thread attribute), works there, and goes back: no
+    fork, and no fork's cost either."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(nspath, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            with IPRoute() as ipr:
+                yield ipr
+        finally:
+            _setns(home)  # never leave a pool thread in a pod's namespace
+    finally:
+        os.close(home)
 
 
 def _index(ipr: IPRoute, name: str) -> int | None:

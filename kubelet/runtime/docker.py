@@ -53,6 +53,7 @@ class DockerRuntime:
         self.timeout = timeout
         self._api: docker.APIClient | None = None
         self._api_lock = threading.Lock()
+        self._threads = threads
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, "docker")
 
     # --- plumbing -------------------------------------------------------------------
@@ -60,8 +61,10 @@ class DockerRuntime:
     def api(self) -> docker.APIClient:
         with self._api_lock:
             if self._api is None:
+                # one pooled connection per worker thread: with docker-py's default of
+                # 10, calls beyond 10 at once each open and drop a connection of their own
                 self._api = docker.APIClient(base_url=self.base_url, version="auto",
-                                             timeout=self.timeout)
+                                             timeout=self.timeout, max_pool_size=self._threads)
             return self._api
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
