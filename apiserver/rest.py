@@ -332,22 +332,50 @@ class ResourceStore:
         except KeyMissing:
             raise NotFound.object(rt.plural, rt.group, name) from None
 
+    def _cached(self, rt: ResourceType, ns: str | None, name: str) -> Stored | None:
+        """The watch cache's copy of the object (it may lag etcd by a moment): a base for a
+        write whose etcd transaction compares the revision, saving the read before it."""
+        cache = self.caches[rt]
+        obj = cache.objects.get(rt.storage_key(ns, name)[len(cache.prefix):])
+        if obj is None:
+            return None
+        try:
+            return Stored(obj, int(obj["metadata"]["resourceVersion"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
     async def bind(self, rt: ResourceType, ns: str | None, name: str, binding: Obj,
                    opts: WriteOptions) -> Obj:
-        """``POST pods/{name}/binding``: set ``spec.nodeName`` once, atomically."""
+        """``POST pods/{name}/binding``: set ``spec.nodeName`` once, atomically.
+
+        The first attempt starts from the watch cache's copy, so a binding usually costs one
+        etcd transaction: it succeeds only if the pod is still at that revision, and when it
+        is not, the failed transaction returns the current pod to retry on. A refusal decided
+        on the cached copy is decided again on a fresh read, so a stale cache never answers."""
         key = rt.storage_key(ns, name)
+        md = binding.get("metadata")
+        want_uid = md.get("uid") if isinstance(md, dict) else None
+        cur = None if opts.dry_run else self._cached(rt, ns, name)
+        from_cache = cur is not None
         for _ in range(16):
-            cur = await self._get(rt, ns, name)
-            md = binding.get("metadata")
-            want_uid = md.get("uid") if isinstance(md, dict) else None
-            if want_uid and want_uid != cur.obj["metadata"].get("uid"):
-                raise Conflict.object(rt.plural, rt.group, name, "the pod UID does not match")
-            bound = strategy.bind(cur.obj, binding)
+            if cur is None:
+                cur, from_cache = await self._get(rt, ns, name), False
+            try:
+                if want_uid and want_uid != cur.obj["metadata"].get("uid"):
+                    raise Conflict.object(rt.plural, rt.group, name,
+                                          "the pod UID does not match")
+                bound = strategy.bind(cur.obj, binding)
+            except StatusError:
+                if from_cache:
+                    cur = None
+                    continue
+                raise
             if opts.dry_run:
                 return bound
             try:
                 return (await self.storage.update(key, bound, cur.revision)).obj
-            except RevisionMismatch:
+            except RevisionMismatch as exc:
+                cur, from_cache = exc.current, False  # the pod as etcd has it now
                 continue
             except KeyMissing:
                 raise NotFound.object(rt.plural, rt.group, name) from None
@@ -360,7 +388,7 @@ class ResourceStore:
         """Delete or start deleting; (object, gone now)."""
         for _ in range(16):
             cur = await self._get(rt, ns, name)
-            obj = copy.deepcopy(cur.obj)
+            obj = strategy.json_copy(cur.obj)
             md = obj["metadata"]
             pre = opts.preconditions
             if pre.get("uid") and pre["uid"] != md.get("uid"):
@@ -373,9 +401,10 @@ class ResourceStore:
             # None: no grace period, delete now; True/False: graceful, object changed or not.
             graceful = strategy.graceful_delete(rt, obj, opts.grace_period_seconds)
             finalizers = list(md.get("finalizers") or [])
-            if opts.propagation_policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            policy = opts.propagation_policy or strategy.default_propagation(rt)
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
-            if opts.propagation_policy == "Orphan" and "orphan" not in finalizers:
+            if policy == "Orphan" and "orphan" not in finalizers:
                 finalizers.append("orphan")
             pending = bool(finalizers) or strategy.pending_finalizers(rt, obj)
             if graceful is None and not pending:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from minik8s.api.errors import Gone
@@ -33,6 +34,20 @@ class CachedEvent:
     type: str  # ADDED | MODIFIED | DELETED
     obj: Obj
     prev: Obj | None
+    # ``obj`` as JSON, encoded by the first watcher that sends it and shared by the rest.
+    _json: list[bytes] = field(default_factory=list, compare=False, repr=False)
+
+    def line(self, kind: str) -> bytes:
+        """The watch stream line for ``obj`` as a ``kind`` event: the bytes of
+        ``json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n"``,
+        with the object encoded once for all watchers."""
+        if not self._json:
+            self._json.append(json.dumps(self.obj, separators=(",", ":")).encode())
+        return _LINE_PREFIX[kind] + self._json[0] + b"}\n"
+
+
+_LINE_PREFIX = {k: b'{"type":' + json.dumps(k).encode() + b',"object":'
+                for k in ("ADDED", "MODIFIED", "DELETED")}
 
 
 _CLOSED = object()
@@ -66,17 +81,17 @@ class CacheWatcher:
         now, before = self._visible(ev.obj), self._visible(ev.prev)
         if ev.type == "MODIFIED":
             if now and not before:
-                self._put(("ADDED", ev.obj))
+                self._put(("ADDED", ev.obj, ev))
             elif before and not now:
-                self._put(("DELETED", ev.obj))
+                self._put(("DELETED", ev.obj, ev))
             elif now:
-                self._put(("MODIFIED", ev.obj))
+                self._put(("MODIFIED", ev.obj, ev))
         elif now:
-            self._put((ev.type, ev.obj))
+            self._put((ev.type, ev.obj, ev))
 
     def offer_bookmark(self, revision: int) -> None:
         if self.bookmarks and not self.closed and self.queue.empty():
-            self._put(("BOOKMARK", revision))
+            self._put(("BOOKMARK", revision, None))
 
     def _put(self, item: object) -> None:
         try:
@@ -95,15 +110,32 @@ class CacheWatcher:
             self.queue.get_nowait()
         self.queue.put_nowait(_CLOSED)
 
-    async def next(self, timeout: float | None) -> tuple[str, object] | None:
-        """The next (type, object|revision), or None when closed or on timeout."""
-        try:
-            item = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return ("TIMEOUT", None)
+    async def next(self, timeout: float | None) -> tuple[str, object, CachedEvent | None] | None:
+        """The next (type, object|revision, cached event or None), ("TIMEOUT", None, None)
+        on timeout, or None when closed."""
+        queue = self.queue
+        if not queue.empty():  # no timer and no task switch when events are waiting
+            item = queue.get_nowait()
+        else:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout)
+            except asyncio.TimeoutError:
+                return ("TIMEOUT", None, None)
         if item is _CLOSED:
             return None
         return item  # type: ignore[return-value]
+
+    def ready(self, limit: int) -> tuple[list[tuple[str, object, CachedEvent | None]], bool]:
+        """Up to ``limit`` further items already queued, without waiting; and whether the
+        watcher closed behind them."""
+        items = []
+        queue = self.queue
+        while len(items) < limit and not queue.empty():
+            item = queue.get_nowait()
+            if item is _CLOSED:
+                return items, True
+            items.append(item)
+        return items, False
 
 
 class WatchCache:
@@ -208,7 +240,7 @@ class WatchCache:
             w = CacheWatcher(self, namespace, predicate, self.revision, bookmarks,
                              self.watcher_queue + len(initial))
             for obj in initial:
-                w._put(("ADDED", obj))
+                w._put(("ADDED", obj, None))
         self.watchers.add(w)
         return w
 

@@ -199,11 +199,14 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="minik8s-bench-") as tmp:
         home = local.Home.at(tmp)
-        # The control plane alone: no kubelets, and the scheduler `up` starts is stopped
-        # at once, so the baseline runs with no scheduler and (b) with only ours.
+        # The API server alone: no kubelets; the scheduler `up` starts is stopped at once,
+        # so the baseline runs with no scheduler and (b) with only ours, and so is the
+        # controller-manager (its garbage collector would delete the pods, whose owners
+        # are fictitious ReplicaSets).
         local.up(home, nodes=0, port=local.free_port())
         try:
             local.stop(home, "scheduler")
+            local.stop(home, "controller-manager")
             rows = asyncio.run(run(args, home))
         finally:
             local.down(home)

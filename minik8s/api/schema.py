@@ -239,14 +239,16 @@ def json_loads_with_duplicates(raw: bytes | str) -> tuple[Any, list[str]]:
     dups: dict[int, tuple[dict, list[str]]] = {}
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
+        obj = dict(pairs)  # in C; the same dict as assigning each pair in turn
+        if len(obj) == len(pairs):
+            return obj
+        seen: set[str] = set()
         repeated: list[str] = []
-        for key, value in pairs:
-            if key in obj and key not in repeated:
+        for key, _ in pairs:
+            if key in seen and key not in repeated:
                 repeated.append(key)
-            obj[key] = value
-        if repeated:
-            dups[id(obj)] = (obj, repeated)  # holding obj keeps its id unique
+            seen.add(key)
+        dups[id(obj)] = (obj, repeated)  # holding obj keeps its id unique
         return obj
 
     doc = json.loads(raw, object_pairs_hook=hook)
