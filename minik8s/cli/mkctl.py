@@ -1032,6 +1032,10 @@ from minik8s.cli import rollout as _rollout  # noqa: E402  rollout ..., scale
 
 COMMANDS.update(_rollout.COMMANDS)
 
+from minik8s.cli import workloads as _workloads  # noqa: E402  set image, create deploy|job, events
+
+COMMANDS.update(_workloads.COMMANDS)
+
 
 def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
     """The command word (kubectl lets global flags come first) and the remaining args."""
