@@ -29,11 +29,11 @@ from typing import Any
 from minik8s.api.errors import NotFound
 from minik8s.api.meta import Obj, controller_of, key_of, labels_of, split_key
 from minik8s.api.selectors import selector_from_dict
+from minik8s.api.taints import NO_EXECUTE, NO_SCHEDULE, find_untolerated_taint
 from minik8s.cache import NAMESPACE_INDEX, namespace_index
 from minik8s.client.events import NORMAL, WARNING
 from minik8s.runtime import Controller, Result
 
-from controller.nodelifecycle import NO_EXECUTE, NO_SCHEDULE, untolerated
 from controller.statefulset import ensure_revision, revision_name, truncate_history
 from controller.util import (CONTROLLER_UID_INDEX, Expectations, claim, compute_hash,
                              controller_uid_index, int_or_percent, is_pod_available,
@@ -124,7 +124,7 @@ def should_run(pod_spec: Obj, node: Obj) -> bool:
     if terms is not None and not node_selector_terms_match(terms, node):
         return False
     taints = (node.get("spec") or {}).get("taints") or []
-    return untolerated(taints, daemon_tolerations(pod_spec), (NO_SCHEDULE, NO_EXECUTE)) is None
+    return find_untolerated_taint(taints, daemon_tolerations(pod_spec), (NO_SCHEDULE, NO_EXECUTE)) is None
 
 
 def pod_spec_for_node(pod_spec: Obj, node_name: str) -> Obj:

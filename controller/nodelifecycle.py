@@ -41,6 +41,7 @@ from typing import Any, Iterable
 from minik8s.api.defaults import DEFAULT_TOLERATION_SECONDS, TAINT_NOT_READY, TAINT_UNREACHABLE
 from minik8s.api.errors import NotFound
 from minik8s.api.meta import Obj, now_rfc3339
+from minik8s.api.taints import NO_EXECUTE, NO_SCHEDULE, tolerates
 from minik8s.cache import field_index
 from minik8s.client.events import NORMAL, WARNING
 from minik8s.runtime import Controller, Result, WorkQueue
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 POD_NODE_INDEX = "spec.nodeName"
-NO_SCHEDULE, NO_EXECUTE = "NoSchedule", "NoExecute"
 REASON_UNKNOWN = "NodeStatusUnknown"
 MESSAGE_UNKNOWN = "Kubelet stopped posting node status."
 LIFECYCLE_TAINT_KEYS = (TAINT_NOT_READY, TAINT_UNREACHABLE)
@@ -57,30 +57,6 @@ COMPONENT = "node-controller"
 
 
 # --- taints and tolerations (pure) ----------------------------------------------------------
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """Kubernetes' ``Toleration.ToleratesTaint``."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != (taint.get("effect") or ""):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != (taint.get("key") or ""):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    return op == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def untolerated(taints: Iterable[Obj], tolerations: Iterable[Obj],
-                effects: tuple[str, ...]) -> Obj | None:
-    """The first taint with one of ``effects`` that no toleration tolerates."""
-    tols = list(tolerations)
-    for taint in taints:
-        if (taint.get("effect") or "") in effects and not any(tolerates(t, taint) for t in tols):
-            return taint
-    return None
-
 
 def is_default_toleration(toleration: Obj) -> bool:
     """The toleration DefaultTolerationSeconds admission adds."""
@@ -362,6 +338,6 @@ def new(ctx: Any) -> NodeLifecycleController:
         recorder=ctx.recorder(COMPONENT))
 
 
-__all__ = ["NodeLifecycleController", "new", "tolerates", "untolerated", "eviction_delay",
+__all__ = ["NodeLifecycleController", "new", "eviction_delay",
            "is_default_toleration", "ready_status", "lifecycle_taints", "with_lifecycle_taints",
            "unknown_conditions", "NODE_LEASE_NAMESPACE", "REASON_UNKNOWN", "MESSAGE_UNKNOWN"]

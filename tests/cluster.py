@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import signal
 import socket
@@ -126,5 +128,33 @@ def start_apiserver(base: Path, etcd: Etcd, *extra: str) -> APIServerProcess:
     pytest.fail(f"apiserver did not become ready: {log.read_text()[-3000:]}")
 
 
-__all__ = ["free_port", "stop_process", "Etcd", "start_etcd", "APIServerProcess",
+@contextlib.asynccontextmanager
+async def running_controllers(client, names, clock=None):
+    """The named controllers of the controller-manager, run in-process until the block ends;
+    the built controllers are yielded once their informers have synced."""
+    from controller.manager import build
+
+    manager, built = build(client, controllers=names, clock=clock)
+    task = asyncio.create_task(manager.start())
+    try:
+        assert await manager.informers.wait_synced(10)
+        yield built
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def eventually(fn, timeout=15.0, interval=0.1, message="condition not met"):
+    """Poll the async ``fn`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await fn()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{message} (last: {last!r})")
+
+
+__all__ = ["running_controllers", "eventually", "free_port", "stop_process", "Etcd", "start_etcd", "APIServerProcess",
            "start_apiserver", "ROOT"]

@@ -8,45 +8,18 @@ effect matches every effect, an empty key with ``Exists`` tolerates everything, 
 
 from __future__ import annotations
 
-from typing import Iterable
 
 from minik8s.api.meta import Obj
+from minik8s.api.taints import (NO_EXECUTE, NO_SCHEDULE, PREFER_NO_SCHEDULE,
+                                 find_untolerated_taint, tolerates)
 from scheduler.framework import CycleState, Status
 from scheduler.nodeinfo import NodeInfo, PodInfo
 
-NO_SCHEDULE, NO_EXECUTE, PREFER_NO_SCHEDULE = "NoSchedule", "NoExecute", "PreferNoSchedule"
 DO_NOT_SCHEDULE = (NO_SCHEDULE, NO_EXECUTE)
 
 
 def untolerated_taint_reason(taint: Obj) -> str:
     return f"node(s) had untolerated taint {{{taint.get('key') or ''}: {taint.get('value') or ''}}}"
-
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    effect = toleration.get("effect") or ""
-    if effect and effect != (taint.get("effect") or ""):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != (taint.get("key") or ""):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def find_untolerated_taint(taints: Iterable[Obj], tolerations: Iterable[Obj],
-                           effects: tuple[str, ...] = DO_NOT_SCHEDULE) -> Obj | None:
-    """The first taint with one of ``effects`` that no toleration tolerates."""
-    tols = list(tolerations)
-    for taint in taints:
-        if (taint.get("effect") or "") not in effects:
-            continue
-        if not any(tolerates(t, taint) for t in tols):
-            return taint
-    return None
 
 
 def check_taints(pod: PodInfo, node: NodeInfo) -> Status | None:

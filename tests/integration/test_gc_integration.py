@@ -5,34 +5,9 @@ server deletes at once), with the collector run in-process."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 
-from controller.manager import build
+from cluster import eventually, running_controllers
 from minik8s.api.errors import NotFound
-
-
-@contextlib.asynccontextmanager
-async def controllers(client, names):
-    manager, built = build(client, controllers=names)
-    task = asyncio.create_task(manager.start())
-    try:
-        assert await manager.informers.wait_synced(10)
-        yield built
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(fn, timeout=15.0, interval=0.1, message="condition not met"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await fn()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{message} (last: {last!r})")
 
 
 def owned_by(owner, *, block=True):
@@ -67,7 +42,7 @@ def gone(client, kind, name, ns):
 
 
 async def test_background_deletes_dependents_after_the_owner(client, ns):
-    async with controllers(client, ["garbagecollector"]):
+    async with running_controllers(client, ["garbagecollector"]):
         owner = await configmap(client, ns, "owner")
         mid = await configmap(client, ns, "mid", owner)
         await pod(client, ns, "leaf", mid)
@@ -77,7 +52,7 @@ async def test_background_deletes_dependents_after_the_owner(client, ns):
 
 
 async def test_dependent_with_a_missing_owner_is_collected(client, ns):
-    async with controllers(client, ["garbagecollector"]):
+    async with running_controllers(client, ["garbagecollector"]):
         ghost = {"apiVersion": "v1", "kind": "ConfigMap",
                  "metadata": {"name": "never", "uid": "00000000-0000-0000-0000-000000000000"}}
         await configmap(client, ns, "orphaned", ghost)
@@ -85,7 +60,7 @@ async def test_dependent_with_a_missing_owner_is_collected(client, ns):
 
 
 async def test_dependent_with_a_live_owner_stays(client, ns):
-    async with controllers(client, ["garbagecollector"]):
+    async with running_controllers(client, ["garbagecollector"]):
         owner = await configmap(client, ns, "keeper")
         await configmap(client, ns, "kept", owner)
         await asyncio.sleep(1.0)
@@ -93,7 +68,7 @@ async def test_dependent_with_a_live_owner_stays(client, ns):
 
 
 async def test_foreground_deletes_dependents_first(client, ns):
-    async with controllers(client, ["garbagecollector"]):
+    async with running_controllers(client, ["garbagecollector"]):
         owner = await configmap(client, ns, "fg-owner")
         mid = await configmap(client, ns, "fg-mid", owner)
         await pod(client, ns, "fg-leaf", mid)
@@ -109,7 +84,7 @@ async def test_foreground_deletes_dependents_first(client, ns):
 
 
 async def test_foreground_waits_for_a_blocking_dependent_held_by_a_finalizer(client, ns):
-    async with controllers(client, ["garbagecollector"]):
+    async with running_controllers(client, ["garbagecollector"]):
         owner = await configmap(client, ns, "w-owner")
         dep = await configmap(client, ns, "w-dep", owner)
         dep["metadata"]["finalizers"] = ["example.com/hold"]
@@ -129,7 +104,7 @@ async def test_foreground_waits_for_a_blocking_dependent_held_by_a_finalizer(cli
 
 
 async def test_orphan_keeps_dependents_without_the_reference(client, ns):
-    async with controllers(client, ["garbagecollector"]):
+    async with running_controllers(client, ["garbagecollector"]):
         owner = await configmap(client, ns, "o-owner")
         await configmap(client, ns, "o-dep", owner)
         await pod(client, ns, "o-pod", owner)

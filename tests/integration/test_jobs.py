@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
-from controller.manager import build
+from cluster import eventually, running_controllers
 from minik8s.api.errors import NotFound
 
 ACCEL = 60.0  # schedule seconds per real second
@@ -28,30 +27,6 @@ class AcceleratedClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.factor)
-
-
-@contextlib.asynccontextmanager
-async def controllers(client, names, clock=None):
-    manager, built = build(client, controllers=names, clock=clock)
-    task = asyncio.create_task(manager.start())
-    try:
-        assert await manager.informers.wait_synced(10)
-        yield built
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(fn, timeout=15.0, interval=0.1, message="condition not met"):
-    """Poll the async ``fn`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await fn()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{message} (last: {last!r})")
 
 
 def job_manifest(name, **spec):
@@ -78,7 +53,7 @@ def cond(obj, type_):
 
 
 async def test_job_completions_3_parallelism_2_completes(client, ns):
-    async with controllers(client, ["job"]):
+    async with running_controllers(client, ["job"]):
         await client.create("jobs", job_manifest("work", completions=3, parallelism=2), ns)
 
         async def active(n):
@@ -110,7 +85,7 @@ async def test_job_completions_3_parallelism_2_completes(client, ns):
 
 
 async def test_job_backoff_limit_fails(client, ns):
-    async with controllers(client, ["job"]):
+    async with running_controllers(client, ["job"]):
         await client.create("jobs", job_manifest("flaky", backoffLimit=1), ns)
         for _ in range(2):
             pod = (await eventually(lambda: _running(client, ns, "flaky")))[0]
@@ -135,7 +110,7 @@ async def _running(client, ns, job):
 
 
 async def test_job_active_deadline_fails_and_deletes_pods(client, ns):
-    async with controllers(client, ["job"]):
+    async with running_controllers(client, ["job"]):
         await client.create("jobs", job_manifest("slow", activeDeadlineSeconds=1), ns)
         await eventually(lambda: _running(client, ns, "slow"))
 
@@ -153,7 +128,7 @@ async def _none(coro):
 
 
 async def test_job_ttl_after_finished_deletes_job_and_pods(client, ns):
-    async with controllers(client, ["job", "garbagecollector"]):
+    async with running_controllers(client, ["job", "garbagecollector"]):
         await client.create("jobs", job_manifest("brief", ttlSecondsAfterFinished=1), ns)
         pod = (await eventually(lambda: _running(client, ns, "brief")))[0]
         await set_phase(client, pod, "Succeeded")
@@ -187,7 +162,7 @@ async def jobs_of(client, ns, cronjob):
 
 async def test_cronjob_creates_jobs_on_schedule(client, ns):
     clock = AcceleratedClock()
-    async with controllers(client, ["cronjob"], clock=clock):
+    async with running_controllers(client, ["cronjob"], clock=clock):
         await client.create("cronjobs", cronjob_manifest("tick"), ns)
 
         async def three():
@@ -206,7 +181,7 @@ async def test_cronjob_creates_jobs_on_schedule(client, ns):
 
 async def test_cronjob_forbid_waits_for_the_active_job(client, ns):
     clock = AcceleratedClock()
-    async with controllers(client, ["cronjob"], clock=clock):
+    async with running_controllers(client, ["cronjob"], clock=clock):
         await client.create("cronjobs", cronjob_manifest("single", concurrencyPolicy="Forbid"),
                             ns)
         first = (await eventually(lambda: jobs_of(client, ns, "single"), timeout=15))[0]
@@ -228,7 +203,7 @@ async def test_cronjob_forbid_waits_for_the_active_job(client, ns):
 
 async def test_cronjob_replace_deletes_the_active_job(client, ns):
     clock = AcceleratedClock()
-    async with controllers(client, ["cronjob"], clock=clock):
+    async with running_controllers(client, ["cronjob"], clock=clock):
         await client.create("cronjobs", cronjob_manifest("swap", concurrencyPolicy="Replace"),
                             ns)
         first = (await eventually(lambda: jobs_of(client, ns, "swap"), timeout=15))[0]
@@ -245,7 +220,7 @@ async def test_cronjob_replace_deletes_the_active_job(client, ns):
 
 async def test_cronjob_history_limits_trim_finished_jobs(client, ns):
     clock = AcceleratedClock()
-    async with controllers(client, ["cronjob"], clock=clock):
+    async with running_controllers(client, ["cronjob"], clock=clock):
         await client.create("cronjobs", cronjob_manifest(
             "hist", successfulJobsHistoryLimit=1, failedJobsHistoryLimit=0), ns)
         seen: set[str] = set()

@@ -3,38 +3,12 @@ contents, refuses new content meanwhile (403), waits for terminating pods, then 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
 
 import pytest
 
-from controller.manager import build
+from cluster import eventually, running_controllers
 from minik8s.api.errors import Forbidden, NotFound
-
-
-@contextlib.asynccontextmanager
-async def controllers(client, names):
-    manager, built = build(client, controllers=names)
-    task = asyncio.create_task(manager.start())
-    try:
-        assert await manager.informers.wait_synced(10)
-        yield built
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(fn, timeout=15.0, interval=0.1, message="condition not met"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await fn()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{message} (last: {last!r})")
 
 
 def namespace_gone(client, name):
@@ -59,7 +33,7 @@ async def test_deleting_a_namespace_removes_its_contents_then_itself(client):
     # a pod bound to a node is deleted gracefully: it stays until "its kubelet" confirms
     await client.create("pods", {"metadata": {"name": "bound"}, "spec": {
         "nodeName": "no-such-node", "containers": [{"name": "c", "image": "busybox:1"}]}}, name)
-    async with controllers(client, ["namespace", "garbagecollector"]):
+    async with running_controllers(client, ["namespace", "garbagecollector"]):
         await client.delete("namespaces", name)
         ns = await client.get("namespaces", name)
         assert ns["status"]["phase"] == "Terminating"
@@ -94,6 +68,6 @@ async def test_deleting_a_namespace_removes_its_contents_then_itself(client):
 async def test_empty_namespace_goes_at_once(client):
     name = f"nsc-{uuid.uuid4().hex[:8]}"
     await client.create("namespaces", {"metadata": {"name": name}})
-    async with controllers(client, ["namespace"]):
+    async with running_controllers(client, ["namespace"]):
         await client.delete("namespaces", name)
         await eventually(namespace_gone(client, name), timeout=10)
