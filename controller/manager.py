@@ -11,7 +11,6 @@ is given, so a standby takes over within the lease duration with warm caches.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
@@ -23,7 +22,7 @@ from minik8s.client import Client
 from minik8s.client.events import EventRecorder
 from minik8s.runtime import LeaderElector, Manager, RealClock
 from minik8s.runtime.leaderelection import default_identity
-from minik8s.runtime.process import configure_logging, run_until_signalled
+from minik8s.runtime.process import run_daemon, run_until_signalled
 
 log = logging.getLogger("controller-manager")
 
@@ -137,15 +136,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    configure_logging(args.verbose)
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:
-        log.error("controller-manager failed: %s", exc, exc_info=args.verbose)
-        return 1
+    return run_daemon(run, parse_args(list(sys.argv[1:] if argv is None else argv)), log,
+                      "controller-manager")
 
 
 __all__ = ["main", "build", "CONTROLLERS", "ControllerContext", "ControllerManagerConfig",

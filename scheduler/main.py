@@ -10,7 +10,6 @@ a clean cache; SIGTERM and SIGINT end it cleanly with 0.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -19,7 +18,7 @@ from minik8s.cache import InformerFactory
 from minik8s.client import Client
 from minik8s.runtime import LeaderElector, Manager
 from minik8s.runtime.leaderelection import default_identity
-from minik8s.runtime.process import configure_logging, run_until_signalled
+from minik8s.runtime.process import run_daemon, run_until_signalled
 from scheduler.scheduler import DEFAULT_BIND_CONCURRENCY, DEFAULT_SCHEDULER_NAME, Scheduler
 
 log = logging.getLogger("scheduler")
@@ -86,15 +85,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    configure_logging(args.verbose)
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:
-        log.error("scheduler failed: %s", exc, exc_info=args.verbose)
-        return 1
+    return run_daemon(run, parse_args(list(sys.argv[1:] if argv is None else argv)), log,
+                      "scheduler")
 
 
 __all__ = ["main", "build", "run", "parse_args", "LEASE_NAME", "LEASE_NAMESPACE"]

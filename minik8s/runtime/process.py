@@ -46,6 +46,20 @@ async def run_until_signalled(main: Callable[[], Awaitable[Any]], log: logging.L
                 await cleanup()
 
 
+def run_daemon(run: Callable[[Any], Awaitable[int]], args: Any, log: logging.Logger,
+               name: str) -> int:
+    """``asyncio.run(run(args))`` with logging set up from ``args.verbose``; a failure is
+    one logged line (a traceback only with ``--verbose``) and exit code 1."""
+    configure_logging(args.verbose)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        log.error("%s failed: %s", name, exc, exc_info=args.verbose)
+        return 1
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,4 +67,4 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-__all__ = ["run_until_signalled", "configure_logging"]
+__all__ = ["run_until_signalled", "run_daemon", "configure_logging"]
