@@ -216,7 +216,10 @@ def _python_component(component: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "minik8s.cli.main", component, *args]
 
 
-def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int = 6443) -> int:
+def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int = 6443,
+       controller_manager_args: list[str] | None = None) -> int:
+    """``controller_manager_args``: extra flags for the controller-manager (such as
+    ``--node-monitor-grace-period=10``), used when ``up`` starts it."""
     for d in (home.root, home.logs, home.run):
         d.mkdir(parents=True, exist_ok=True)
     settings = _load_settings(home)
@@ -273,7 +276,8 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
         _ensure_docker(home, started)
         _ensure_images()
         kubelets = _start_nodes(home, net, pki, port, nodes, started, restarted)
-    _start_control_plane(home, pki, server, started, restarted)
+    _start_control_plane(home, pki, server, started, restarted,
+                         {"controller-manager": list(controller_manager_args or [])})
     if net is not None:
         _sync_host_routes(home, net, pki, server, wait_for=kubelets)
 
@@ -428,7 +432,8 @@ _CONTROL_PLANE = {
 
 
 def _start_control_plane(home: Home, pki: PKIPaths, server: str, started: list[str],
-                         restarted: list[str]) -> None:
+                         restarted: list[str],
+                         extra_args: dict[str, list[str]] | None = None) -> None:
     for name, (identity, user) in _CONTROL_PLANE.items():
         if not _component_available(name) or running_pid(home, name) is not None:
             continue
@@ -439,7 +444,8 @@ def _start_control_plane(home: Home, pki: PKIPaths, server: str, started: list[s
             key_pem=key.read_bytes(), user_name=user, cluster_name="minik8s")
         before = home.pidfile(name).exists()
         spawn(home, name, _python_component(name, "--kubeconfig", str(kubeconfig),
-                                            "--leader-elect"))
+                                            "--leader-elect",
+                                            *(extra_args or {}).get(name, [])))
         (restarted if before else started).append(name)
 
 

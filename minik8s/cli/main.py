@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--etcd-servers", help="use this etcd instead of starting one")
     up.add_argument("--port", type=int, default=6443, help="API server port (default 6443)")
     up.add_argument("--home", help="state folder (default $MINIK8S_HOME or ~/.minik8s)")
+    up.add_argument("--controller-manager-arg", action="append", default=[], metavar="ARG",
+                    help="extra controller-manager flag, repeatable (e.g. "
+                         "--controller-manager-arg=--node-monitor-grace-period=10)")
     down = sub.add_parser("down", help="stop everything `up` started")
     down.add_argument("--home")
     down.add_argument("--purge", action="store_true",
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.command == "up":
             return local.up(local.Home.at(a.home), nodes=a.nodes,
-                            etcd_servers=a.etcd_servers, port=a.port)
+                            etcd_servers=a.etcd_servers, port=a.port,
+                            controller_manager_args=a.controller_manager_arg)
         if a.command == "down":
             return local.down(local.Home.at(a.home), purge=a.purge)
         if a.command == "status":
