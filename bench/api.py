@@ -28,25 +28,9 @@ import aetcd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import pct, rate  # noqa: E402
 from minik8s.cli import local  # noqa: E402
 from minik8s.client import Client  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-async def rate(n: int, concurrency: int, op) -> float:
-    """ops/s for ``n`` calls of ``op(i)`` with ``concurrency`` in flight."""
-    it = iter(range(n))
-
-    async def worker() -> None:
-        for i in it:
-            await op(i)
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - start)
 
 
 def configmap(name: str) -> dict:

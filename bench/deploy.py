@@ -57,17 +57,13 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import other_node_1_kubelets, pct  # noqa: E402
 from minik8s.cli import local  # noqa: E402
 from minik8s.client import Client  # noqa: E402
 
 IMAGE = "minik8s/busybox:1.35"
 NAMESPACE = "bench-deploy"
 TERMINAL_TASK_STATES = {"complete", "shutdown", "failed", "rejected", "remove", "orphaned"}
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 120) -> str:
@@ -540,23 +536,6 @@ def report(args: argparse.Namespace, create: CreateResult, base: dict[str, float
                            ("bound to the node", [t.bound - t0 for t in ts if t.bound]),
                            ("Running", [t.running - t0 for t in ts])):
             print(f"  {what:<24} {pct(vals, .5):>6.2f} / {max(vals):.2f}")
-
-
-def other_node_1_kubelets() -> list[int]:
-    """Kubelets of other clusters named ``node-1``: their containers carry the same node
-    label as ours, so each takes the other's pods for orphans and removes them."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"kubelet" in cmd and b"--node-name" in cmd and \
-                cmd[cmd.index(b"--node-name") + 1:][:1] == [b"node-1"]:
-            pids.append(int(proc.name))
-    return pids
 
 
 def main() -> int:

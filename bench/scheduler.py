@@ -33,21 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import rate  # noqa: E402
 from minik8s.cli import local  # noqa: E402
 from minik8s.client import Client  # noqa: E402
 from scheduler.main import build  # noqa: E402
-
-
-async def rate(n: int, concurrency: int, op) -> float:
-    """ops/s for ``n`` calls of ``op(i)`` with ``concurrency`` in flight."""
-    it = iter(range(n))
-
-    async def worker() -> None:
-        for i in it:
-            await op(i)
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - start)
 
 
 def hollow_node(i: int) -> dict:
