@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubelet.runtime.base import LABEL_CLUSTER, LABEL_NODE
+
 DEFAULT_INFRA_IMAGE = "minik8s/busybox:1.35"
 KUBELET_VERSION = "v1.32.0-minik8s"
 
@@ -22,6 +24,8 @@ def _f(default, help: str, **kw):
 @dataclass
 class KubeletConfig:
     node_name: str = _f("", "name of this node (required)")
+    cluster_id: str = _f("", "identity of the cluster on this node's containers (default: "
+                             "derived from the kubeconfig's CA)")
     kubeconfig: str = _f("", "kubeconfig with this node's identity (system:node:NAME)")
     root_dir: str = _f("/var/lib/minik8s/kubelet", "state directory: pod dirs and volumes")
     node_ip: str = _f("", "InternalIP to report (default: address of the default route's "
@@ -71,6 +75,14 @@ class KubeletConfig:
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
+
+    @property
+    def node_labels(self) -> dict[str, str]:
+        """The labels that mark a container as this node's (and this cluster's)."""
+        labels = {LABEL_NODE: self.node_name}
+        if self.cluster_id:
+            labels[LABEL_CLUSTER] = self.cluster_id
+        return labels
 
     def replace(self, **changes) -> "KubeletConfig":
         return dataclasses.replace(self, **changes)

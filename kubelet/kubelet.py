@@ -15,7 +15,6 @@ from typing import Any
 from kubelet.config import KubeletConfig
 from kubelet.node import NodeAgent
 from kubelet.pods import PodWorkers, WallClock
-from kubelet.runtime.base import LABEL_NODE
 from minik8s.cache.informer import Informer
 from minik8s.client.events import EventRecorder
 
@@ -128,7 +127,7 @@ class Kubelet:
     async def relist_once(self) -> None:
         """Compare the node's containers with the last look; queue pods whose containers
         appeared, changed state or vanished (Kubernetes' PLEG)."""
-        infos = await self.runtime.list_containers({LABEL_NODE: self.config.node_name})
+        infos = await self.runtime.list_containers(self.config.node_labels)
         now = {i.id: (i.state, i.pod_uid) for i in infos}
         changed = {uid for cid, (st, uid) in now.items() if self._seen.get(cid, ("",))[0] != st}
         changed |= {uid for cid, (_, uid) in self._seen.items() if cid not in now}

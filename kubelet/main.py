@@ -75,12 +75,15 @@ async def run(config: KubeletConfig) -> int:
     from kubelet.node import default_route_ip
     from kubelet.runtime.docker import DockerRuntime
     from minik8s.client import Client
+    from minik8s.pki import cluster_id
 
     node_ip = config.node_ip or default_route_ip()
     config = config.replace(node_ip=node_ip)
     network = make_network(config, node_ip)
     runtime = DockerRuntime(config.docker_url)
     client = Client.from_kubeconfig(config.kubeconfig)
+    if not config.cluster_id and client.config.ca_pem:
+        config = config.replace(cluster_id=cluster_id(client.config.ca_pem))
     kubelet = Kubelet(config, client, runtime, network)
 
     async def cleanup() -> None:  # pods keep running: a kubelet restart must not kill them

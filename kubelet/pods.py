@@ -28,9 +28,9 @@ from typing import Any
 
 from kubelet.config import KubeletConfig
 from kubelet.envvars import ContainerConfigError, build_env, expand_command
-from kubelet.probes import KIND_TITLE, ProbeManager, ProbeTarget
+from kubelet.probes import ProbeManager, ProbeTarget
 from kubelet.runtime.base import (APP, INIT, LABEL_ATTEMPT, LABEL_CONTAINER_NAME, LABEL_HASH,
-                                  LABEL_KIND, LABEL_NODE, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
+                                  LABEL_KIND, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
                                   LABEL_POD_UID, SANDBOX, ContainerConfig, ContainerInfo,
                                   ImageInfo)
 from kubelet.status import (TERMINAL, ContainerView, image_ref, pod_status, status_patch)
@@ -526,8 +526,7 @@ class PodWorkers:
         md = pod["metadata"]
         return {LABEL_POD_UID: md["uid"], LABEL_POD_NAME: md.get("name", ""),
                 LABEL_POD_NAMESPACE: md.get("namespace", ""), LABEL_CONTAINER_NAME: name,
-                LABEL_NODE: self.config.node_name, LABEL_KIND: kind,
-                LABEL_ATTEMPT: str(attempt)}
+                **self.config.node_labels, LABEL_KIND: kind, LABEL_ATTEMPT: str(attempt)}
 
     async def _create_sandbox(self, pod: Obj, previous: ContainerInfo | None) -> str:
         md, spec = pod["metadata"], pod.get("spec") or {}
@@ -856,7 +855,7 @@ class PodWorkers:
         have bound here; each is queued for cleanup."""
         if not self.synced.is_set():
             return set()
-        infos = await self.runtime.list_containers({LABEL_NODE: self.config.node_name})
+        infos = await self.runtime.list_containers(self.config.node_labels)
         uids = {i.pod_uid for i in infos if i.pod_uid}
         if self.config.pods_dir.exists():
             uids |= {p.name for p in self.config.pods_dir.iterdir() if p.is_dir()}

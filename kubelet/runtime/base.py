@@ -15,6 +15,9 @@ LABEL_POD_NAME = "io.minik8s.pod.name"
 LABEL_POD_NAMESPACE = "io.minik8s.pod.namespace"
 LABEL_CONTAINER_NAME = "io.minik8s.container.name"
 LABEL_NODE = "io.minik8s.node"
+# The cluster a container belongs to (a digest of the cluster CA), so that two clusters on
+# one machine that both have a "node-1" never take each other's containers for orphans.
+LABEL_CLUSTER = "io.minik8s.cluster"
 LABEL_KIND = "io.minik8s.kind"  # "sandbox" | "init" | "app"
 LABEL_ATTEMPT = "io.minik8s.container.attempt"  # restart count of this container name
 LABEL_HASH = "io.minik8s.container.hash"  # hash of the container spec it was made from
@@ -167,5 +170,5 @@ class ContainerRuntime(Protocol):
 
 __all__ = ["ContainerRuntime", "ContainerInfo", "ContainerConfig", "ImageInfo", "Mount",
            "ExecResult", "ExecStream", "LABEL_POD_UID", "LABEL_POD_NAME", "LABEL_POD_NAMESPACE",
-           "LABEL_CONTAINER_NAME", "LABEL_NODE", "LABEL_KIND", "LABEL_ATTEMPT", "LABEL_HASH",
+           "LABEL_CONTAINER_NAME", "LABEL_NODE", "LABEL_CLUSTER", "LABEL_KIND", "LABEL_ATTEMPT", "LABEL_HASH",
            "SANDBOX", "INIT", "APP"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minik8s.client.kubeconfig import write_kubeconfig
-from minik8s.pki import PKIPaths, ensure_pki, issue_node_cert
+from minik8s.pki import PKIPaths, cluster_id, ensure_pki, issue_node_cert
 
 
 class ClusterError(RuntimeError):
@@ -504,9 +504,11 @@ def _remove_pod_containers(home: Home, net, pki: PKIPaths, server: str | None) -
         except Exception:
             uids = None
     ids: list[str] = []
+    cluster = cluster_id(pki.ca_cert.read_bytes())
     for i in net.node_indices():
         out = subprocess.run(
             [docker, "ps", "-a", "--filter", f"label=io.minik8s.node={_node_name(i)}",
+             "--filter", f"label=io.minik8s.cluster={cluster}",
              "--format", '{{.ID}} {{.Label "io.minik8s.pod.uid"}}'],
             capture_output=True, text=True)
         for line in out.stdout.splitlines():

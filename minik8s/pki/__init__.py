@@ -6,6 +6,7 @@ from minik8s.pki.certs import (
     PKIError,
     PKIPaths,
     ca_public_key_hash,
+    cluster_id,
     create_ca,
     ensure_pki,
     identity_from_cert,
@@ -16,6 +17,6 @@ from minik8s.pki.certs import (
 )
 
 __all__ = [
-    "CLIENT_IDENTITIES", "PKIError", "PKIPaths", "ca_public_key_hash", "create_ca",
+    "CLIENT_IDENTITIES", "PKIError", "PKIPaths", "ca_public_key_hash", "cluster_id", "create_ca",
     "ensure_pki", "identity_from_cert", "issue_cert", "issue_node_cert", "make_csr", "sign_csr",
 ]

@@ -242,6 +242,12 @@ def ca_public_key_hash(ca_cert_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
+def cluster_id(ca_cert_pem: bytes) -> str:
+    """A short, stable identity of a cluster (the start of its CA public key digest): kubelets
+    label their containers with it so that two local clusters never touch each other's."""
+    return ca_public_key_hash(ca_cert_pem).split(":", 1)[1][:16]
+
+
 def identity_from_cert(cert: Mapping[str, Any] | bytes | x509.Certificate
                        | x509.CertificateSigningRequest) -> tuple[str, list[str]]:
     """``(user, groups)`` from a peer certificate: CN is the user, each O a group.

@@ -14,8 +14,8 @@ from kubelet.config import KubeletConfig
 from kubelet.kubelet import Kubelet
 from kubelet.network import NoNetwork
 from kubelet.pods import PodWorkers, fmt_duration
-from kubelet.runtime.base import (APP, INIT, LABEL_KIND, LABEL_NODE, LABEL_POD_UID, SANDBOX,
-                                  ContainerConfig)
+from kubelet.runtime.base import (APP, INIT, LABEL_CLUSTER, LABEL_KIND, LABEL_NODE,
+                                  LABEL_POD_UID, SANDBOX, ContainerConfig)
 from kubelet.runtime.fake import FakeRuntime
 from minik8s.client.events import EventRecorder
 
@@ -422,6 +422,19 @@ async def test_pod_gone_from_api_and_orphans_are_cleaned(h):
     h.workers.pod_deleted(pod)
     await h.workers.sync(uid)
     assert h.runtime.containers == {}
+
+
+async def test_another_clusters_containers_on_a_same_named_node_are_left_alone(tmp_path):
+    h = Harness(tmp_path, cluster_id="ours")
+    uid = h.add([sleeper()])
+    await h.sync(uid)
+    assert all(c.config.labels[LABEL_CLUSTER] == "ours" for c in h.runtime.containers.values())
+    theirs = await h.runtime.create(ContainerConfig(
+        name="theirs", image=IMAGE, labels={LABEL_POD_UID: "other-cluster-pod", LABEL_NODE: NODE,
+                                            LABEL_CLUSTER: "theirs", LABEL_KIND: APP}))
+    await h.runtime.start(theirs)
+    assert await h.workers.find_orphans() == set()
+    assert theirs in h.runtime.containers
 
 
 async def test_rebuild_after_restart_creates_nothing_and_keeps_attempts(h):
