@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from minik8s.api.errors import BadRequest, Conflict, Invalid
 from minik8s.api.meta import Obj
 from minik8s.api.registry import ResourceType
+from minik8s.api.selectors import selector_query
 
 # Kinds whose status a creator may set (the kubelet registers a Node with its capacity).
 _KEEP_STATUS_ON_CREATE = {"Node"}
@@ -149,7 +150,7 @@ def scale_of(rt: ResourceType, obj: Obj) -> Obj:
                                         "creationTimestamp") if k in md},
         "spec": {"replicas": spec.get("replicas", 1)},
         "status": {"replicas": status.get("replicas", 0),
-                   "selector": _selector_string(selector)},
+                   "selector": selector_query(selector)},
     }
 
 
@@ -165,21 +166,6 @@ def apply_scale(rt: ResourceType, obj: Obj, scale: Obj) -> Obj:
     rv = (scale.get("metadata") or {}).get("resourceVersion")
     out["metadata"]["resourceVersion"] = rv or obj["metadata"]["resourceVersion"]
     return out
-
-
-def _selector_string(selector: Obj) -> str:
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(sorted(values))})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(sorted(values))})")
-        elif op == "Exists":
-            parts.append(key)
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
 
 
 # --- binding -------------------------------------------------------------------------

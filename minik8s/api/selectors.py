@@ -307,6 +307,16 @@ def selector_from_set(labels: Mapping[str, str] | None) -> LabelSelector:
     return _make(Requirement.new(k, EQUALS, [v]) for k, v in (labels or {}).items())
 
 
+def selector_query(sel: Mapping[str, Any] | None) -> str:
+    """The query-string form of a selector object: a ``metav1.LabelSelector``, or a plain
+    ``key: value`` map as Services and ReplicationControllers carry; "" for none."""
+    if not sel:
+        return ""
+    if "matchLabels" in sel or "matchExpressions" in sel:
+        return str(selector_from_dict(sel))
+    return str(selector_from_set(sel))
+
+
 def selector_from_dict(sel: Mapping[str, Any] | None) -> LabelSelector:
     """A ``metav1.LabelSelector``: ``None`` matches nothing, ``{}`` matches everything."""
     if sel is None:
@@ -510,7 +520,7 @@ def parse_field_selector(text: str | None, rt: ResourceType) -> FieldSelector:
 
 __all__ = [
     "Requirement", "LabelSelector", "EVERYTHING", "NOTHING", "parse_label_selector",
-    "selector_from_dict", "selector_from_set",
+    "selector_from_dict", "selector_from_set", "selector_query",
     "FieldRequirement", "FieldSelector", "FIELD_GETTERS", "parse_field_selector",
     "field_value", "supported_fields",
     "EQUALS", "NOT_EQUALS", "IN", "NOT_IN", "EXISTS", "DOES_NOT_EXIST",

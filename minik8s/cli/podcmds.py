@@ -26,6 +26,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 
 from minik8s.api.errors import NotFound, StatusError
+from minik8s.api.selectors import selector_query
 from minik8s.cli.errors import CliError
 from minik8s.cli.resources import resolve_type
 
@@ -49,27 +50,6 @@ def _err(line: str) -> None:
 # --------------------------------------------------------------------------- which pod, which container
 
 
-def _selector_string(selector: Obj | None) -> str:
-    """A label selector object (``matchLabels`` + ``matchExpressions``, or a Service's plain
-    map) as the query string form."""
-    if not selector:
-        return ""
-    if "matchLabels" not in selector and "matchExpressions" not in selector:
-        selector = {"matchLabels": selector}
-    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
-
-
 def _pod_rank(pod: Obj) -> tuple:
     """kubectl's preference among a controller's pods: running and ready first, then the
     most recently created."""
@@ -90,7 +70,7 @@ async def resolve_pod(s: Any, arg: str) -> Obj:
     if rt.kind == "Pod":
         return await s.client.get("pods", name, namespace)
     obj = await s.client.get(rt, name, namespace)
-    selector = _selector_string((obj.get("spec") or {}).get("selector"))
+    selector = selector_query((obj.get("spec") or {}).get("selector"))
     if not selector:
         raise CliError(f"cannot attach to {rt.kind}: selector for {rt.plural}/{name} is empty")
     pods = (await s.client.list("pods", namespace, label_selector=selector)).get("items") or []

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from minik8s.api.defaults import default_pod_spec
 from minik8s.api.errors import NotFound
 from minik8s.api.registry import ResourceType
+from minik8s.api.selectors import selector_query
 from minik8s.cli.errors import CliError
 from minik8s.cli.resources import resolve_type
 
@@ -78,25 +79,10 @@ def revision_of(obj: Obj) -> int:
         return 0
 
 
-def _selector_string(selector: Obj | None) -> str:
-    parts = [f"{k}={v}" for k, v in sorted(((selector or {}).get("matchLabels") or {}).items())]
-    for e in (selector or {}).get("matchExpressions") or []:
-        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
-
-
 async def replica_sets_of(client: Any, d: Obj) -> list[Obj]:
     """The ReplicaSets the Deployment controls."""
     md = d["metadata"]
-    selector = _selector_string((d.get("spec") or {}).get("selector"))
+    selector = selector_query((d.get("spec") or {}).get("selector"))
     items = (await client.list("replicasets", md.get("namespace"),
                                label_selector=selector)).get("items") or []
     out = []

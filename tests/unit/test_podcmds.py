@@ -10,8 +10,8 @@ import pytest
 
 from minik8s.cli import mkctl
 from minik8s.cli.errors import CliError
-from minik8s.cli.podcmds import (_selector_string, classify, exec_url, exit_code_of,
-                                 log_params, pick_container)
+from minik8s.api.selectors import selector_query
+from minik8s.cli.podcmds import classify, exec_url, exit_code_of, log_params, pick_container
 
 
 def test_exec_arguments_after_the_double_dash_are_the_command():
@@ -73,10 +73,10 @@ def test_container_defaulting(capsys):
 
 
 def test_selector_strings():
-    assert _selector_string({"matchLabels": {"app": "web"}, "matchExpressions": [
+    assert selector_query({"matchLabels": {"app": "web"}, "matchExpressions": [
         {"key": "tier", "operator": "In", "values": ["a", "b"]},
         {"key": "x", "operator": "DoesNotExist"}]}) == "app=web,tier in (a,b),!x"
-    assert _selector_string({"app": "web"}) == "app=web"  # a Service's plain map
+    assert selector_query({"app": "web"}) == "app=web"  # a Service's plain map
 
 
 def _drain_pod(name, *, owner=None, volumes=(), phase="Running", mirror=False):
