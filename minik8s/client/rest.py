@@ -1,10 +1,13 @@
 """Typed async REST client for the minik8s (and Kubernetes) API.
 
-One ``httpx.AsyncClient`` per ``Client`` keeps connections alive across calls; watches hold a
-connection each, so the pool is sized for many. Every non-2xx answer is decoded from its
-``Status`` body into the matching typed exception of ``minik8s.api.errors``, so callers write
-``except NotFound`` instead of inspecting codes. Resources are named by a ``ResourceType`` or
-anything ``REGISTRY.resolve`` understands (``"pods"``, ``"deploy"``, ``"leases.coordination.k8s.io"``).
+Plain calls go through a lean keep-alive HTTP/1.1 pool (``minik8s.client.http11``: httpx's
+pool bookkeeping was most of a busy client's CPU); watches and other streams through one
+``httpx.AsyncClient`` per ``Client``, holding a connection each, so its pool is sized for
+many (a test may give it a transport of its own, which then serves every call). Every
+non-2xx answer is decoded from its ``Status`` body into the matching typed exception of
+``minik8s.api.errors``, so callers write ``except NotFound`` instead of inspecting codes.
+Resources are named by a ``ResourceType`` or anything ``REGISTRY.resolve`` understands
+(``"pods"``, ``"deploy"``, ``"leases.coordination.k8s.io"``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from minik8s.api.errors import BadRequest, Gone, StatusError
 from minik8s.api.meta import Obj, key_of
 from minik8s.api.meta import resource_version as version_of
 from minik8s.api.registry import REGISTRY, ResourceType
+from minik8s.client.http11 import ConnectionPool, Response
 from minik8s.client.kubeconfig import ClientConfig, load_kubeconfig
 
 log = logging.getLogger(__name__)
@@ -36,19 +40,28 @@ class Client:
         self.config = config
         self.namespace = config.namespace or "default"
         kwargs: dict[str, Any] = {}
+        ctx = None
         if transport is not None:
             kwargs["transport"] = transport
         else:
-            kwargs["verify"] = config.ssl_context()
+            ctx = config.ssl_context()
+            kwargs["verify"] = ctx
         headers = {"Accept": "application/json", "User-Agent": "minik8s-client/0.1"}
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
+        # Streams (watch, logs) go through httpx; plain calls through the lean pool unless
+        # a test transport replaces the network.
         self._http = httpx.AsyncClient(
             base_url=config.server, headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=32),
             **kwargs)
+        self._pool = ConnectionPool(
+            config.server, ssl_context=ctx, server_hostname=config.server_hostname,
+            headers=headers, timeout=timeout, connect_timeout=10.0,
+            max_connections=max_connections) \
+            if transport is None and ConnectionPool.supports(config.server) else None
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
@@ -56,6 +69,8 @@ class Client:
         return cls(load_kubeconfig(path, context), **kw)
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> "Client":
@@ -87,8 +102,11 @@ class Client:
         hdrs = dict(headers or {})
         content = None
         if body is not None:
-            content = json.dumps(body).encode()
+            content = json.dumps(body, separators=(",", ":")).encode()
             hdrs["Content-Type"] = content_type
+        if self._pool is not None:
+            return _decode(await self._pool.request(method, path, params=_clean(params),
+                                                    body=content, headers=hdrs))
         resp = await self._http.request(method, path, params=_clean(params), content=content,
                                         headers=hdrs)
         return _decode(resp)
@@ -292,7 +310,7 @@ def _delete_options(grace: int | None, policy: str | None, dry_run: bool,
     return {"kind": "DeleteOptions", "apiVersion": "v1", **opts}
 
 
-def _decode(resp: httpx.Response) -> Any:
+def _decode(resp: httpx.Response | Response) -> Any:
     try:
         data = resp.json() if resp.content else {}
     except ValueError:
