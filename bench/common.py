@@ -6,6 +6,7 @@ Each benchmark puts the repository on ``sys.path`` before importing this."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,36 @@ async def rate(n: int, concurrency: int, op) -> float:
     return n / (time.perf_counter() - start)
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process (default: this one) has used so far: per-operation
+    CPU cost is a figure a busy machine disturbs far less than a rate."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int | None]):
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> "CpuMeter":
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: cpu_seconds(pid) - self._start[name]
+                     for name, pid in self.pids.items()}
+        return self.used
+
+    def per_op_ms(self, n: int) -> str:
+        return " / ".join(f"{1000 * v / n:.2f}" for v in self.used.values())
+
+
 def other_node_1_kubelets() -> list[int]:
     """Kubelets of other clusters named ``node-1``: their containers carry the same node
     label as ours, so each takes the other's pods for orphans and removes them."""
@@ -44,4 +75,4 @@ def other_node_1_kubelets() -> list[int]:
     return pids
 
 
-__all__ = ["pct", "rate", "other_node_1_kubelets"]
+__all__ = ["pct", "rate", "other_node_1_kubelets", "cpu_seconds", "CpuMeter"]

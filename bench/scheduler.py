@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -33,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import rate  # noqa: E402
+from bench.common import CpuMeter, rate  # noqa: E402
+from minik8s.api.errors import AlreadyExists  # noqa: E402
 from minik8s.cli import local  # noqa: E402
 from minik8s.client import Client  # noqa: E402
 from scheduler.main import build  # noqa: E402
@@ -89,15 +91,25 @@ async def run(args: argparse.Namespace, home: local.Home) -> list[tuple[str, str
     client = Client.from_kubeconfig(str(home.kubeconfig))
     sched_client = Client.from_kubeconfig(str(home.kubeconfig))
     rows: list[tuple[str, str]] = []
+    procs = {"apiserver": local.running_pid(home, "apiserver"),
+             "etcd": local.running_pid(home, "etcd"), "bench": None}
     try:
         for ns in ("bench-raw", "bench"):
             await client.create("namespaces", {"metadata": {"name": ns}})
+            # Pods need their service account, which the (stopped) controller-manager
+            # would otherwise create.
+            try:
+                await client.create("serviceaccounts", {"metadata": {"name": "default"}}, ns)
+            except AlreadyExists:
+                pass
         await rate(args.nodes, args.concurrency,
                    lambda i: client.create("nodes", hollow_node(i)))
 
         # (a) raw create rate, nothing scheduling
+        cpu_a = CpuMeter(procs).start()
         raw = await rate(args.pods, args.concurrency, lambda i: client.create(
             "pods", bench_pod(f"raw-{i:04d}", "bench-raw", i), "bench-raw"))
+        cpu_a.stop()
         # (they stay pending: (c) below schedules them)
 
         # (b) the scheduler running in-process
@@ -123,14 +135,29 @@ async def run(args: argparse.Namespace, home: local.Home) -> list[tuple[str, str
                         return
         wtask = asyncio.create_task(watch())
         await asyncio.sleep(0.2)
+        cpu_b = CpuMeter(procs).start()
         t0 = time.perf_counter()
         created = await rate(args.pods, args.concurrency, lambda i: client.create(
             "pods", bench_pod(f"p-{i:04d}", "bench", i), "bench"))
         t_created = time.perf_counter()
         await asyncio.wait_for(all_bound.wait(), 300)
+        cpu_b.stop()
         t_done = max(bound.values())
         first = min(bound.values())
         wtask.cancel()
+        # The Scheduled events trail a burst (the scheduler writes them once it is quiet):
+        # wait for all of them, to show they are deferred, not dropped.
+        events_done = None
+        events_at_done = None
+        while time.perf_counter() - t_done < 120:
+            evs = (await client.list("events", "bench"))["items"]
+            n_events = sum(e.get("reason") == "Scheduled" for e in evs)
+            if events_at_done is None:
+                events_at_done = n_events
+            if n_events >= args.pods:
+                events_done = time.perf_counter() - t_done
+                break
+            await asyncio.sleep(0.5)
         mtask.cancel()
         await asyncio.gather(wtask, mtask, return_exceptions=True)
 
@@ -145,6 +172,7 @@ async def run(args: argparse.Namespace, home: local.Home) -> list[tuple[str, str
         sched_client2 = Client.from_kubeconfig(str(home.kubeconfig))
         manager, sched = build(sched_client2, namespaces=["bench-raw"],
                                bind_concurrency=args.bind_concurrency)
+        cpu_c = CpuMeter(procs).start()
         t_start = time.perf_counter()
         mtask = asyncio.create_task(manager.start())
         first_c = None
@@ -153,6 +181,7 @@ async def run(args: argparse.Namespace, home: local.Home) -> list[tuple[str, str
                 first_c = time.perf_counter()
             await asyncio.sleep(0.005)
         t_end = time.perf_counter()
+        cpu_c.stop()
         mtask.cancel()
         await asyncio.gather(mtask, return_exceptions=True)
         await sched_client2.aclose()
@@ -167,15 +196,26 @@ async def run(args: argparse.Namespace, home: local.Home) -> list[tuple[str, str
             ("(b) last bound after the last create (s)", f"{t_done - t_created:.2f}"),
             ("(b) pods per node min / max", f"{min(per_node.values())} / {max(per_node.values())}"),
             ("(b) bindings / failed cycles", f"{bound_b} / {failed_b}"),
+            ("(b) Scheduled events written when the last pod was bound", f"{events_at_done}"),
+            ("(b) all Scheduled events written, s after the last bound",
+             "not within 120 s" if events_done is None else f"{events_done:.1f}"),
             (f"(c) {args.pods} pending pods, scheduler start -> all bound/s", f"{backlog:.0f}"),
             ("(c) pods bound/s, first bound -> last bound", f"{backlog_window:.0f}"),
             ("(d) scheduling decisions/s, no API calls (scheduler ceiling)",
              f"{decisions_per_second(args.nodes, args.pods):.0f}"),
+            ("CPU ms per pod, apiserver / etcd / bench+scheduler:", ""),
+            ("  (a) raw creates", cpu_a.per_op_ms(args.pods)),
+            ("  (b) create + schedule + bind, watched", cpu_b.per_op_ms(args.pods)),
+            ("  (c) schedule + bind of pending pods", cpu_c.per_op_ms(args.pods)),
         ]
         return rows
     finally:
         await client.aclose()
         await sched_client.aclose()
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -186,6 +226,7 @@ def main() -> int:
     p.add_argument("--bind-concurrency", type=int, default=16)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    load_start = _load()
     with tempfile.TemporaryDirectory(prefix="minik8s-bench-") as tmp:
         home = local.Home.at(tmp)
         # The API server alone: no kubelets; the scheduler `up` starts is stopped at once,
@@ -202,6 +243,7 @@ def main() -> int:
     print(f"\n{'measure':<58} {'value':>10}")
     for name, value in rows:
         print(f"{name:<58} {value:>10}")
+    print(f"load average (1/5/15 min) at start: {load_start}, at end: {_load()}")
     return 0
 
 

@@ -8,6 +8,13 @@ binding undoes the assumption and puts the pod back in the queue; a 409 (already
 404 (gone) just drops it, since the informer brings the truth. Events and status writes are
 best-effort and off the hot path too.
 
+Events go through a bounded queue (client-go's broadcaster drops them when its queue is
+full, too) to one writer that yields to scheduling: an Event costs the API server about as
+much as a binding, and on two cores a burst's Scheduled events written alongside its
+bindings took a quarter of the API server's time from them. So the writer waits until the
+scheduler has been quiet for ``EVENT_QUIET`` seconds (nothing decided or bound), and an event
+waits at most ``EVENT_MAX_DELAY`` seconds, so a scheduler that is never quiet still reports.
+
 Only pods that are pending, not being deleted, and ask for this scheduler's name are
 scheduled; every bound pod is counted in the cache whoever bound it.
 """
@@ -37,6 +44,8 @@ DEFAULT_BIND_CONCURRENCY = 16
 COMPONENT = "default-scheduler"
 CLEANUP_PERIOD = 1.0
 MAX_PENDING_EVENTS = 10000
+EVENT_QUIET = 0.05      # seconds without scheduling work before events are written
+EVENT_MAX_DELAY = 10.0  # ... but no event waits longer than this
 CLAIM_CHANGE = ClusterEvent("PersistentVolumeClaimChange", frozenset({"VolumeBinding"}))
 
 
@@ -78,10 +87,9 @@ class Scheduler:
         self.failed_attempts = 0  # cycles that found no node
         self._slots = asyncio.Semaphore(bind_concurrency)
         self._binding = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._busy_at = float("-inf")  # when the scheduler last decided or bound
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._events: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[float, Obj, str, str, str]] = asyncio.Queue()
         self.pod_informer = informers.informer("pods")
         self.node_informer = informers.informer("nodes")
         self.informers = informers
@@ -199,6 +207,7 @@ class Scheduler:
         if not self.responsible_for(pod) or self.cache.is_known(qp.key):
             self.queue.done(qp.key)
             return
+        self._busy_at = self.clock.now()
         info = PodInfo.of(pod)
         try:
             result = self.framework.schedule(info, self.cache.snapshot())
@@ -217,7 +226,6 @@ class Scheduler:
         self.queue.done(qp.key)
         await self._slots.acquire()
         self._binding += 1
-        self._idle.clear()
         self._spawn(self._bind(qp, info, result.node), slot=True)
 
     def _spawn(self, coro: Any, slot: bool = False) -> None:
@@ -229,8 +237,7 @@ class Scheduler:
             if slot:
                 self._slots.release()
                 self._binding -= 1
-                if not self._binding:
-                    self._idle.set()
+                self._busy_at = self.clock.now()
         task.add_done_callback(finished)
 
     async def _bind(self, qp: QueuedPod, info: PodInfo, node: str) -> None:
@@ -277,15 +284,21 @@ class Scheduler:
 
     def _emit(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         if self._events.qsize() < MAX_PENDING_EVENTS:
-            self._events.put_nowait((pod, type_, reason, message))
+            self._events.put_nowait((self.clock.now(), pod, type_, reason, message))
+        else:
+            log.debug("event queue full: dropping %s for %s", reason,
+                      (pod.get("metadata") or {}).get("name"))
+
+    def _quiet(self) -> bool:
+        return not self._binding and self.clock.now() - self._busy_at >= EVENT_QUIET
 
     async def _event_loop(self) -> None:
-        """Events are written one at a time, and only while no binding is in flight: every
-        write costs the API server about as much as a binding, so during a burst events
-        trail the bindings instead of halving their rate."""
+        """Events are written one at a time once the scheduler is quiet (see the module
+        docstring), or when the oldest has waited ``EVENT_MAX_DELAY``."""
         while True:
-            pod, type_, reason, message = await self._events.get()
-            await self._idle.wait()
+            queued_at, pod, type_, reason, message = await self._events.get()
+            while not self._quiet() and self.clock.now() - queued_at < EVENT_MAX_DELAY:
+                await self.clock.sleep(EVENT_QUIET)
             await self.recorder.event({"kind": "Pod", "apiVersion": "v1", **pod}, type_,
                                       reason, message)
 
