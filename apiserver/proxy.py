@@ -7,7 +7,13 @@ agree on (``v5.channel.k8s.io`` for kubectl 1.32, ``v4`` for older clients).
 
 Errors use Kubernetes' wording (``pkg/registry/core/pod/strategy.go``), so kubectl prints
 the same lines. Exec is authorized as ``create pods/exec`` also when it arrives as a GET
-WebSocket upgrade, as Kubernetes does since 1.31."""
+WebSocket upgrade, as Kubernetes does since 1.31.
+
+``pods/{name}/portforward`` is relayed the same way (``create pods/portforward``): kubectl
+1.31+ tunnels SPDY in the WebSocket (``SPDY/3.1+portforward.k8s.io``), the Python client
+speaks ``v4.channel.k8s.io`` with ``?ports=``; the kubelet speaks both, so the bytes pass
+through untouched. A plain SPDY upgrade (kubectl's fallback) is not served: uvicorn cannot
+hand over a non-WebSocket upgraded connection."""
 
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from minik8s.api.errors import (BadRequest, NotFound, ServiceUnavailable, Status
                                 Unauthorized)
 from minik8s.api.meta import Obj
 from minik8s.api.registry import REGISTRY
+from minik8s.wscompat import websocket_subprotocols
 
 from apiserver.authz import RequestAttributes, authorize, forbidden_error
 from apiserver.requestinfo import RequestInfo
@@ -107,22 +114,32 @@ def pick_container(pod: Obj, container: str | None) -> str:
     return container
 
 
-async def kubelet_location(srv: Any, pod: Obj) -> tuple[str, int]:
-    node_name = (pod.get("spec") or {}).get("nodeName")
-    if not node_name:
-        raise BadRequest(f"pod {pod['metadata']['name']} does not have a host assigned")
-    node = await srv.store.get(REGISTRY.resolve("nodes"), None, node_name)
+def kubelet_endpoint(node: Obj) -> tuple[str, int] | None:
+    """Where a Node's kubelet listens, from its status (the first of InternalIP, ExternalIP,
+    Hostname, and ``daemonEndpoints.kubeletEndpoint.Port``); None when it reports none."""
     status = node.get("status") or {}
     addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
     host = addresses.get("InternalIP") or addresses.get("ExternalIP") or \
         addresses.get("Hostname")
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
     if not host or not port:
-        raise _error(500, f"node {node_name} reports no kubelet endpoint")
+        return None
     return host, int(port)
 
 
-def _host(host: str) -> str:
+async def kubelet_location(srv: Any, pod: Obj) -> tuple[str, int]:
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name:
+        raise BadRequest(f"pod {pod['metadata']['name']} does not have a host assigned")
+    node = await srv.store.get(REGISTRY.resolve("nodes"), None, node_name)
+    endpoint = kubelet_endpoint(node)
+    if endpoint is None:
+        raise _error(500, f"node {node_name} reports no kubelet endpoint")
+    return endpoint
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes into a URL (an IPv6 address in brackets)."""
     return f"[{host}]" if ":" in host else host
 
 
@@ -158,6 +175,13 @@ async def serve(srv: Any, request: Request, info: RequestInfo) -> Response:
     """``_serve``'s branch for the ``log`` and ``exec`` subresources."""
     user = (request.scope.get("state") or {}).get("user")
     ns, name = info.namespace or "", info.name or ""
+    if info.subresource == "portforward":
+        _check(user, "create", ns, name, "portforward", request.url.path)
+        pod = await srv.store.get(REGISTRY.resolve("pods"), ns, name)
+        await kubelet_location(srv, pod)
+        raise BadRequest("Upgrade request required: port forwarding is served over a "
+                         "WebSocket (SPDY/3.1+portforward.k8s.io or v4.channel.k8s.io); a "
+                         "plain SPDY upgrade is not supported")
     if info.subresource == "exec":
         _check(user, "create", ns, name, "exec", request.url.path)
         await _target(srv, ns, name, request.query_params.get("container"))
@@ -185,7 +209,7 @@ async def pod_log(srv: Any, request: Request, namespace: str, name: str) -> Resp
                                  f"equal to {_INT_PARAMS[key]}")
         params.append((key, value))
     _, container, host, port = await _target(srv, namespace, name, q.get("container"))
-    url = f"https://{_host(host)}:{port}/containerLogs/{namespace}/{name}/{container}"
+    url = f"https://{url_host(host)}:{port}/containerLogs/{namespace}/{name}/{container}"
     if params:
         url += "?" + urlencode(params)
     http = kubelet_client(srv).http()
@@ -219,6 +243,10 @@ def add_routes(app: FastAPI, srv: Any) -> None:
     async def pod_exec(ws: WebSocket, namespace: str, name: str) -> None:
         await exec_websocket(srv, ws, namespace, name)
 
+    @app.websocket("/api/v1/namespaces/{namespace}/pods/{name}/portforward")
+    async def pod_portforward(ws: WebSocket, namespace: str, name: str) -> None:
+        await portforward_websocket(srv, ws, namespace, name)
+
 
 async def exec_websocket(srv: Any, ws: WebSocket, namespace: str, name: str) -> None:
     q = ws.query_params
@@ -232,13 +260,47 @@ async def exec_websocket(srv: Any, ws: WebSocket, namespace: str, name: str) -> 
         _, container, host, port = await _target(srv, namespace, name, q.get("container"))
         params = [("command", c) for c in q.getlist("command")]
         params += [(k, q[k]) for k in EXEC_PARAMS if k in q]
-        url = (f"wss://{_host(host)}:{port}/exec/{namespace}/{name}/{container}?"
+        url = (f"wss://{url_host(host)}:{port}/exec/{namespace}/{name}/{container}?"
                f"{urlencode(params)}")
         try:
             upstream = await ws_connect(
                 url, ssl=kubelet_client(srv).ssl_context(), subprotocols=offered or None,
                 max_size=None, compression=None, open_timeout=10, ping_interval=None,
                 proxy=None)
+        except websockets.InvalidStatus as exc:
+            raise _upstream_error(exc.response.status_code, exc.response.body or b"",
+                                  name) from None
+        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+            raise _unreachable(url, exc) from None
+    except StatusError as err:
+        await ws.send_denial_response(JSONResponse(err.to_status(), status_code=err.code))
+        return
+    try:
+        await ws.accept(subprotocol=upstream.subprotocol)
+        await _relay(ws, upstream)
+    finally:
+        await upstream.close()
+
+
+async def portforward_websocket(srv: Any, ws: WebSocket, namespace: str, name: str) -> None:
+    offered = [p for p in ws.scope.get("subprotocols") or []]
+    upstream = None
+    try:
+        _check((ws.scope.get("state") or {}).get("user"), "create", namespace, name,
+               "portforward", ws.url.path)
+        if not srv.ready:
+            raise ServiceUnavailable("the API server is starting", retry_after=1)
+        pod = await srv.store.get(REGISTRY.resolve("pods"), namespace, name)
+        host, port = await kubelet_location(srv, pod)
+        params = [("ports", p) for p in ws.query_params.getlist("ports")]
+        url = f"wss://{url_host(host)}:{port}/portForward/{namespace}/{name}"
+        if params:
+            url += "?" + urlencode(params)
+        try:
+            upstream = await ws_connect(
+                url, ssl=kubelet_client(srv).ssl_context(), max_size=None, compression=None,
+                open_timeout=10, ping_interval=None, proxy=None,
+                **(websocket_subprotocols(offered) if offered else {}))
         except websockets.InvalidStatus as exc:
             raise _upstream_error(exc.response.status_code, exc.response.body or b"",
                                   name) from None
@@ -285,4 +347,5 @@ async def _relay(ws: WebSocket, upstream: Any) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["serve", "add_routes", "pick_container", "kubelet_location", "KubeletClient"]
+__all__ = ["serve", "add_routes", "portforward_websocket", "pick_container", "kubelet_location",
+           "kubelet_endpoint", "url_host", "KubeletClient"]

@@ -1,6 +1,7 @@
 """The kubelet's HTTPS server (port 10250): container logs, interactive exec and the stats
-summary, for the API server (which proxies ``pods/{name}/log`` and ``pods/{name}/exec`` here
-with its ``system:masters`` client certificate) and for the node itself.
+summary, for the API server (which proxies ``pods/{name}/log``, ``pods/{name}/exec`` and
+``pods/{name}/portforward`` here with its ``system:masters`` client certificate) and for the
+node itself.
 
 TLS asks for a client certificate without requiring one, so that a caller without one gets
 an HTTP 401 rather than a failed handshake; a presented certificate is verified against
@@ -8,6 +9,15 @@ an HTTP 401 rather than a failed handshake; a presented certificate is verified 
 is one channel byte then data (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize); the error
 channel carries the final ``Status`` (with the exit code) just before the close; ``v5`` adds
 a close message (255, channel) so a client can end stdin.
+
+Port forwarding (``/portForward/{namespace}/{pod}``) connects to 127.0.0.1:PORT *inside* the
+pod's network namespace, as Kubernetes runtimes do, so a server bound only to the pod's
+loopback is reachable too: the socket is made by a thread that entered the sandbox's
+namespace (``kubelet.probes``). Two WebSocket protocols: ``SPDY/3.1+portforward.k8s.io``
+(kubectl 1.31+: SPDY inside the WebSocket, one error and one data stream per forwarded
+connection, ``minik8s.spdy``) and ``v4.channel.k8s.io`` with ``?ports=`` (the Python client:
+channels 2i data and 2i+1 error for the i-th port, each opened by the port number as two
+little-endian bytes).
 
 uvicorn does not put the TLS peer certificate into the ASGI scope; the protocol subclass
 below copies it into the connection state, as the API server's does (same pinned uvicorn)."""
@@ -18,10 +28,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import ssl
 import time
-from typing import Any, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -31,9 +43,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from kubelet.runtime.base import (APP, INIT, LABEL_CONTAINER_NAME, LABEL_NODE, LABEL_POD_NAME,
-                                  LABEL_POD_NAMESPACE, LABEL_POD_UID, ContainerInfo)
+from kubelet.runtime.base import (APP, INIT, LABEL_CONTAINER_NAME, LABEL_KIND, LABEL_NODE,
+                                  LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, SANDBOX,
+                                  ContainerInfo)
+from minik8s import spdy
 from minik8s.pki import identity_from_cert
+from minik8s.wscompat import LenientWebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +133,19 @@ class KubeletServer:
     mistaken for its own."""
 
     def __init__(self, node_name: str, runtime: Any, stats: Any, *,
-                 pod_uid: Callable[[str, str], str | None] | None = None):
+                 pod_uid: Callable[[str, str], str | None] | None = None,
+                 dial: Callable[[PodSandbox, int], Awaitable[tuple[asyncio.StreamReader,
+                                                                   asyncio.StreamWriter]]]
+                 | None = None):
         self.node_name = node_name
         self.runtime = runtime
         self.stats = stats
         self.pod_uid = pod_uid or (lambda ns, name: None)
+        self.dial = dial or dial_in_pod
         self.app = Starlette(routes=[
             Route("/containerLogs/{namespace}/{pod}/{container}", self.container_logs),
             WebSocketRoute("/exec/{namespace}/{pod}/{container}", self.exec),
+            WebSocketRoute("/portForward/{namespace}/{pod}", self.port_forward),
             Route("/stats/summary", self.stats_summary),
             Route("/healthz", lambda r: PlainTextResponse("ok")),
         ])
@@ -268,6 +288,271 @@ class KubeletServer:
             await asyncio.gather(reader, writer, return_exceptions=True)
         return exit_status(await stream.exit_code(), command)
 
+    # --- port forward --------------------------------------------------------------------
+
+    async def sandbox(self, namespace: str, pod: str) -> PodSandbox:
+        """The pod's running infra container (its network namespace)."""
+        infos = await self.runtime.list_containers({
+            LABEL_NODE: self.node_name, LABEL_POD_NAMESPACE: namespace, LABEL_POD_NAME: pod,
+            LABEL_KIND: SANDBOX})
+        uid = self.pod_uid(namespace, pod)
+        if uid:
+            infos = [i for i in infos if i.labels.get(LABEL_POD_UID) == uid]
+        if not infos:
+            raise HTTPError(404, f'pod "{pod}" not found')
+        running = [i for i in infos if i.state == "running"]
+        if not running:
+            raise HTTPError(400, f'pod "{pod}" is not running (its sandbox is '
+                                 f'{infos[-1].state})')
+        newest = max(running, key=lambda i: i.created_at or "")
+        info = await self.runtime.inspect(newest.id)
+        if info is None or info.state != "running":
+            raise HTTPError(400, f'pod "{pod}" is not running')
+        return PodSandbox(namespace, pod, newest.pod_uid, info.pid)
+
+    async def port_forward(self, ws: WebSocket) -> None:
+        p, q = ws.path_params, ws.query_params
+        offered = [o.strip() for o in ws.scope.get("subprotocols") or []]
+        ports: list[int] = []
+        try:
+            if spdy.TUNNEL_PROTOCOL in offered:
+                protocol = spdy.TUNNEL_PROTOCOL
+            elif V4 in offered:
+                protocol = V4
+                raw = [x for v in q.getlist("ports") for x in v.split(",") if x.strip()]
+                if not raw:
+                    raise HTTPError(400, 'query parameter "ports" is required')
+                for value in raw:
+                    port = parse_port(value.strip())
+                    if port is None:
+                        raise HTTPError(400, f'unable to parse "{value}" as a port')
+                    ports.append(port)
+            else:
+                raise HTTPError(400, f"port forwarding needs the subprotocol "
+                                     f"{spdy.TUNNEL_PROTOCOL} or {V4}")
+            sandbox = await self.sandbox(p["namespace"], p["pod"])
+        except HTTPError as exc:
+            await ws.send_denial_response(PlainTextResponse(exc.message,
+                                                            status_code=exc.code))
+            return
+        await ws.accept(subprotocol=protocol)
+        log.debug("port forward to %s/%s over %s", p["namespace"], p["pod"], protocol)
+        if protocol == V4:
+            await self._forward_channels(ws, sandbox, ports)
+        else:
+            await self._forward_spdy(ws, sandbox)
+
+    async def _forward_spdy(self, ws: WebSocket, sandbox: PodSandbox,
+                            stream_timeout: float = 30.0) -> None:
+        pairs: dict[str, _StreamPair] = {}
+        tasks: set[asyncio.Task] = set()
+
+        def spawn(coro: Awaitable[None]) -> None:
+            task = asyncio.ensure_future(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async def on_stream(stream: spdy.Stream) -> None:
+            kind = stream.headers.get(spdy.HEADER_STREAM_TYPE)
+            if parse_port(stream.headers.get(spdy.HEADER_PORT)) is None or \
+                    kind not in (spdy.STREAM_TYPE_ERROR, spdy.STREAM_TYPE_DATA):
+                await stream.reset(spdy.PROTOCOL_ERROR)  # as Kubernetes' stream handler
+                return
+            await stream.reply()
+            request_id = stream.headers.get(spdy.HEADER_REQUEST_ID) or str(
+                stream.id if kind == spdy.STREAM_TYPE_ERROR else stream.id - 2)
+            pair = pairs.get(request_id)
+            if pair is None:
+                pair = pairs[request_id] = _StreamPair(request_id)
+                spawn(monitor(pair))
+            if getattr(pair, kind) is not None:
+                await self._fail(pair.error or stream, f"error processing stream for request "
+                                 f"{request_id}: {kind} stream already assigned")
+                return
+            setattr(pair, kind, stream)
+            if pair.data is not None and pair.error is not None:
+                pair.complete.set()
+                spawn(self._forward_pair(sandbox, pair.data, pair.error))
+
+        async def monitor(pair: _StreamPair) -> None:
+            try:
+                await asyncio.wait_for(pair.complete.wait(), stream_timeout)
+            except asyncio.TimeoutError:
+                if pair.error is not None:
+                    await self._fail(pair.error, f"timed out waiting for streams of request "
+                                                 f"{pair.request_id}")
+                if pair.data is not None:
+                    await pair.data.reset()
+            finally:
+                pairs.pop(pair.request_id, None)
+
+        async def receive() -> bytes | None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            if message.get("bytes") is not None:
+                return message["bytes"]
+            return (message.get("text") or "").encode()
+
+        session = spdy.Session(ws.send_bytes, server=True, on_stream=on_stream)
+        try:
+            await session.run(receive)
+        except (spdy.ProtocolError, WebSocketDisconnect, ConnectionError) as exc:
+            log.info("port forward to %s/%s ended: %s", sandbox.namespace, sandbox.name, exc)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await ws.close(1000)
+
+    @staticmethod
+    async def _fail(stream: spdy.Stream, message: str) -> None:
+        with contextlib.suppress(ConnectionError):
+            await stream.write(message.encode())
+            await stream.close()
+
+    async def _forward_pair(self, sandbox: PodSandbox, data: spdy.Stream,
+                            error: spdy.Stream) -> None:
+        port = int(data.headers[spdy.HEADER_PORT])
+        try:
+            try:
+                reader, writer = await asyncio.wait_for(self.dial(sandbox, port), 15)
+            except (OSError, asyncio.TimeoutError) as exc:
+                message = forward_error(sandbox, port, exc)
+                log.info("%s", message)
+                await self._fail(error, message)
+                return
+            await spdy.splice(data, reader, writer)
+        except ConnectionError:
+            pass  # the tunnel went away
+        finally:
+            with contextlib.suppress(ConnectionError):
+                await data.close()
+                await error.close()
+
+    async def _forward_channels(self, ws: WebSocket, sandbox: PodSandbox,
+                                ports: list[int]) -> None:
+        """The ``v4.channel.k8s.io`` flavour: one connection per requested port for the
+        life of the WebSocket."""
+        send_lock = asyncio.Lock()
+
+        async def send(channel: int, data: bytes) -> None:
+            async with send_lock:
+                await ws.send_bytes(frame(channel, data))
+
+        writers: dict[int, asyncio.StreamWriter] = {}
+
+        async def pump(i: int, reader: asyncio.StreamReader) -> None:
+            try:
+                while chunk := await reader.read(spdy.CHUNK):
+                    await send(2 * i, chunk)
+            except ConnectionError:
+                pass
+            finally:
+                writer = writers.pop(i, None)
+                if writer is not None:
+                    writer.close()
+
+        async def incoming() -> None:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                parsed = parse_frame(message.get("bytes") or message.get("text") or b"")
+                if parsed is None or parsed[0] % 2 or parsed[0] // 2 >= len(ports):
+                    continue
+                writer = writers.get(parsed[0] // 2)
+                if writer is not None and parsed[1]:
+                    writer.write(parsed[1])
+                    with contextlib.suppress(ConnectionError):
+                        await writer.drain()
+
+        readers: dict[int, asyncio.StreamReader] = {}
+        try:
+            for i, port in enumerate(ports):
+                prefix = port.to_bytes(2, "little")
+                await send(2 * i, prefix)
+                await send(2 * i + 1, prefix)
+            # every port dialled before the first client message is read: nothing is lost
+            for i, port in enumerate(ports):
+                try:
+                    readers[i], writers[i] = await asyncio.wait_for(
+                        self.dial(sandbox, port), 15)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    await send(2 * i + 1, forward_error(sandbox, port, exc).encode())
+        except Exception:
+            for writer in writers.values():
+                writer.close()
+            return
+        pumps = [asyncio.create_task(pump(i, r)) for i, r in readers.items()]
+        reader = asyncio.create_task(incoming())
+        try:
+            await asyncio.wait([reader, asyncio.ensure_future(asyncio.gather(*pumps))],
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in [reader, *pumps]:
+                t.cancel()
+            await asyncio.gather(reader, *pumps, return_exceptions=True)
+            for writer in writers.values():
+                writer.close()
+            with contextlib.suppress(Exception):
+                await ws.close(1000)
+
+
+# --------------------------------------------------------------------------- port forward
+
+
+@dataclass
+class PodSandbox:
+    namespace: str
+    name: str
+    uid: str
+    pid: int  # the infra container's process: its network namespace is the pod's
+
+
+async def dial_in_pod(sandbox: PodSandbox, port: int) -> tuple[asyncio.StreamReader,
+                                                              asyncio.StreamWriter]:
+    """A connection to 127.0.0.1:port in the pod's network namespace."""
+    from kubelet.probes import _netns_pool, _socket_in_netns
+    loop = asyncio.get_running_loop()
+    sock = await loop.run_in_executor(_netns_pool, _socket_in_netns, sandbox.pid)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
+def forward_error(sandbox: PodSandbox, port: int, exc: BaseException) -> str:
+    """What goes on the error stream when the pod's port cannot be reached (the kubelet's
+    ``error forwarding port`` wrapper around the runtime's dial error)."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        reason = "i/o timeout"
+    elif isinstance(exc, OSError) and exc.errno:
+        reason = os.strerror(exc.errno).lower()
+    else:
+        reason = str(exc)
+    return (f"error forwarding port {port} to pod {sandbox.name}, uid {sandbox.uid}: failed to "
+            f"connect to localhost:{port} inside namespace of pod "
+            f"{sandbox.namespace}/{sandbox.name}: dial tcp4 127.0.0.1:{port}: connect: {reason}")
+
+
+def parse_port(value: str | None) -> int | None:
+    if not value or not value.isdigit():
+        return None
+    port = int(value)
+    return port if 0 < port < 65536 else None
+
+
+class _StreamPair:
+    def __init__(self, request_id: str):
+        self.request_id = request_id
+        self.data: spdy.Stream | None = None
+        self.error: spdy.Stream | None = None
+        self.complete = asyncio.Event()
+
 
 def _int(value: str | None, name: str) -> int | None:
     if value in (None, ""):
@@ -355,7 +640,7 @@ async def serve(server: KubeletServer, host: str, port: int, ssl_context: ssl.SS
     signal handlers: the kubelet owns SIGTERM)."""
     config = uvicorn.Config(
         Authn(server.app, server.node_name), host=host, port=port,
-        http=PeerCertHttpToolsProtocol, ws="websockets-sansio", lifespan="off",
+        http=PeerCertHttpToolsProtocol, ws=LenientWebSocketProtocol, lifespan="off",
         ssl_context_factory=lambda _cfg, _default: ssl_context, log_config=None,
         access_log=False, timeout_graceful_shutdown=1)
     config.load()
@@ -383,6 +668,6 @@ async def serve(server: KubeletServer, host: str, port: int, ssl_context: ssl.SS
             await asyncio.shield(srv.shutdown(sockets=[sock]))
 
 
-__all__ = ["KubeletServer", "Authn", "serve", "server_ssl_context", "choose_protocol", "frame",
+__all__ = ["KubeletServer", "PodSandbox", "dial_in_pod", "forward_error", "Authn", "serve", "server_ssl_context", "choose_protocol", "frame",
            "parse_frame", "exit_status", "success_status", "error_status", "error_payload",
            "PROTOCOLS", "V4", "V5"]
