@@ -18,6 +18,7 @@ from minik8s.cache import InformerFactory
 from minik8s.client import Client
 from minik8s.runtime import LeaderElector, Manager
 from minik8s.runtime.leaderelection import default_identity
+from minik8s.runtime import configfile
 from minik8s.runtime.process import run_daemon, run_until_signalled
 from scheduler.scheduler import DEFAULT_BIND_CONCURRENCY, DEFAULT_SCHEDULER_NAME, Scheduler
 
@@ -72,7 +73,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="schedule only pending pods of this namespace (repeatable; "
                         "default all). Pods of every namespace still count on their nodes.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return p.parse_args(argv)
+    return configfile.parse_args(p, argv)
 
 
 async def run(args: argparse.Namespace) -> int:
