@@ -65,6 +65,9 @@ class KubeletConfig:
     tls_private_key_file: str = _f("", "key of --tls-cert-file")
     client_ca_file: str = _f("", "CA that signs the client certificates the server accepts")
     pod_workers: int = _f(32, "pods synced at once")
+    drain_on_exit: bool = _f(False, "remove every pod's containers when the kubelet stops "
+                             "(for a node that goes away with it, as a compose worker does); "
+                             "off: a stopped or restarted kubelet leaves its pods running")
     container_log_max_size: str = _f("10m", "json-file log max-size per container")
     container_log_max_files: int = _f(3, "json-file log max-file per container")
     verbose: bool = _f(False, "debug logging", flag="-v")

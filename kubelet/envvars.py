@@ -106,12 +106,70 @@ async def _source(get: ObjectGetter, kind: str, ns: str, name: str,
     return _data(obj, kind == "secrets")
 
 
+# Services whose variables every pod gets, from the default namespace, whatever its
+# enableServiceLinks says (Kubernetes' "master services").
+MASTER_SERVICES = ("kubernetes",)
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def service_env(services: list[Obj], namespace: str, enable_service_links: bool = True
+                ) -> dict[str, str]:
+    """The ``{SVC}_SERVICE_HOST``/``_PORT`` and Docker-links variables Kubernetes' kubelet
+    sets (``getServiceEnvVarMap`` + ``envvars.FromServices``): for each Service of the pod's
+    namespace with a ClusterIP (when ``enableServiceLinks``), and for ``kubernetes`` in
+    ``default`` always (a same-named Service of the pod's own namespace wins)."""
+    chosen: dict[str, Obj] = {}
+    for svc in services:
+        md, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None" or not spec.get("ports"):
+            continue
+        name, ns = md.get("name") or "", md.get("namespace") or ""
+        if ns == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif ns == namespace and enable_service_links:
+            chosen[name] = svc
+    out: dict[str, str] = {}
+    for name in sorted(chosen):
+        spec = chosen[name]["spec"]
+        ip, ports = spec["clusterIP"], [p for p in spec["ports"] if isinstance(p, dict)]
+        prefix = _env_name(name)
+        out[f"{prefix}_SERVICE_HOST"] = ip
+        out[f"{prefix}_SERVICE_PORT"] = str(ports[0].get("port"))
+        for port in ports:
+            if port.get("name"):
+                out[f"{prefix}_SERVICE_PORT_{_env_name(port['name'])}"] = str(port.get("port"))
+        host = f"[{ip}]" if ":" in ip else ip
+        for i, port in enumerate(ports):
+            proto = (port.get("protocol") or "TCP").upper()
+            url = f"{proto.lower()}://{host}:{port.get('port')}"
+            if i == 0:
+                out[f"{prefix}_PORT"] = url  # Docker special-cases the first port
+            base = f"{prefix}_PORT_{port.get('port')}_{proto}"
+            out[base] = url
+            out[f"{base}_PROTO"] = proto.lower()
+            out[f"{base}_PORT"] = str(port.get("port"))
+            out[f"{base}_ADDR"] = ip
+    return out
+
+
 async def build_env(container: Obj, pod: Obj, get: ObjectGetter, *, pod_ip: str = "",
-                    host_ip: str = "") -> dict[str, str]:
+                    host_ip: str = "", services: dict[str, str] | None = None
+                    ) -> dict[str, str]:
     """The container's environment, in definition order; ``ContainerConfigError`` for a
-    reference that cannot be resolved."""
+    reference that cannot be resolved. ``services`` (from ``service_env``) are visible to
+    ``$(VAR)`` expansion and added after the container's own variables, which win, as the
+    kubelet's ``makeEnvironmentVariables`` does."""
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
     env: dict[str, str] = {}
+    service_vars = services or {}
+
+    def lookup(name: str) -> str | None:
+        found = env.get(name)
+        return found if found is not None else service_vars.get(name)
     for src in container.get("envFrom") or []:
         prefix = src.get("prefix") or ""
         for kind, key in (("configmaps", "configMapRef"), ("secrets", "secretRef")):
@@ -129,7 +187,7 @@ async def build_env(container: Obj, pod: Obj, get: ObjectGetter, *, pod_ip: str 
             continue
         if "value" in var or not var.get("valueFrom"):
             env.pop(name, None)  # a redefinition moves to the end, like Kubernetes' list
-            env[name] = expand(str(var.get("value") or ""), env.get)
+            env[name] = expand(str(var.get("value") or ""), lookup)
             continue
         vf = var["valueFrom"]
         value: str | None
@@ -156,6 +214,8 @@ async def build_env(container: Obj, pod: Obj, get: ObjectGetter, *, pod_ip: str 
             value = ""
         env.pop(name, None)
         env[name] = value
+    for name, value in service_vars.items():
+        env.setdefault(name, value)
     return env
 
 
@@ -178,4 +238,4 @@ def expand_command(words: list[str] | None, env: dict[str, str]) -> list[str] | 
 
 
 __all__ = ["expand", "build_env", "expand_command", "field_ref_value", "ContainerConfigError",
-           "ObjectGetter"]
+           "ObjectGetter", "service_env", "MASTER_SERVICES"]

@@ -4,7 +4,8 @@ the orphan sweep, all started by ``start()`` and cancelled together.
 
 Cancelling the kubelet stops only the kubelet: containers keep running, because a kubelet
 restart (an upgrade, a crash) must not take the node's pods down; the next kubelet adopts
-them from their labels."""
+them from their labels. Only a node that goes away with its kubelet (a compose worker being
+removed) asks for ``drain()`` on exit (``--drain-on-exit``), so no container outlives it."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class Kubelet:
         self.pod_informer.add_handler(self.pods.pod_added, self.pods.pod_updated,
                                       self.pods.pod_deleted)
         self.node_informer = Informer(client, "nodes")
+        # Services, read-only, for the {SVC}_SERVICE_HOST/_PORT variables of new containers.
+        self.service_informer = Informer(client, "services")
+        self.pods.services = self.service_informer.list
         self._nodes_changed = asyncio.Event()
         self.node_informer.add_handler(lambda n: self._nodes_changed.set(),
                                        lambda o, n: self._nodes_changed.set(),
@@ -61,9 +65,12 @@ class Kubelet:
             tasks.append(loop.create_task(self.node.run_lease(), name="node-lease"))
             tasks.append(loop.create_task(self.pod_informer.start(), name="pod-informer"))
             tasks.append(loop.create_task(self.node_informer.start(), name="node-informer"))
+            tasks.append(loop.create_task(self.service_informer.start(),
+                                          name="service-informer"))
             if self.config.tls_cert_file:
                 tasks.append(loop.create_task(self._serve(), name="server"))
-            while not await self.pod_informer.wait_synced(1.0):
+            while not (await self.pod_informer.wait_synced(1.0)
+                       and await self.service_informer.wait_synced(1.0)):
                 self._raise_failed(tasks)
             self.pods.synced.set()
             log.info("kubelet %s: %d pods bound here", self.config.node_name,
@@ -81,6 +88,25 @@ class Kubelet:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.pods.probes.stop()
+
+    async def drain(self) -> int:
+        """Stop and remove every pod container of this node (each pod's grace period, capped
+        as for a pod gone from the API), its network attachment and pod directory; called
+        after ``start()`` ended. Returns how many pods were removed."""
+        infos = await self.runtime.list_containers(self.config.node_labels)
+        uids = {i.pod_uid for i in infos if i.pod_uid}
+        if self.config.pods_dir.exists():
+            uids |= {p.name for p in self.config.pods_dir.iterdir() if p.is_dir()}
+        for uid, pod in self.pods.pods.items():
+            self.pods.last_known.setdefault(uid, pod)
+        uids = sorted(uids)
+        results = await asyncio.gather(*(self.pods.cleanup_pod(u) for u in uids),
+                                       return_exceptions=True)
+        for uid, result in zip(uids, results):
+            if isinstance(result, BaseException):
+                log.warning("draining pod %s failed: %s", uid, result)
+        log.info("drained %d pods from node %s", len(uids), self.config.node_name)
+        return len(uids)
 
     async def _serve(self) -> None:
         """The logs/exec/stats server (``kubelet.server``) on --address:--port."""

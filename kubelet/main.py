@@ -1,5 +1,6 @@
-"""``minik8s kubelet``: flags (derived from ``KubeletConfig``), logging, the runtime and
-network chosen by flag, and a clean stop on SIGTERM/SIGINT that leaves the pods running."""
+"""``minik8s kubelet``: flags (derived from ``KubeletConfig``, or the same keys in a
+``--config`` file), logging, the runtime and network chosen by flag, and a clean stop on
+SIGTERM/SIGINT that leaves the pods running (or removes them with ``--drain-on-exit``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from typing import Any
 
 from kubelet.config import KubeletConfig
+from minik8s.runtime import configfile
 from minik8s.runtime.process import configure_logging, run_until_signalled
 
 log = logging.getLogger("kubelet")
@@ -37,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None) -> KubeletConfig:
     p = build_parser()
-    a = p.parse_args(argv)
-    config = KubeletConfig(**vars(a))
+    a = vars(configfile.parse_args(p, argv))
+    config = KubeletConfig(**{f.name: a[f.name] for f in dataclasses.fields(KubeletConfig)})
     if not config.node_name:
         p.error("--node-name is required")
     if not config.kubeconfig:
@@ -87,8 +89,12 @@ async def run(config: KubeletConfig) -> int:
     kubelet = Kubelet(config, client, runtime, network)
 
     async def cleanup() -> None:  # pods keep running: a kubelet restart must not kill them
-        await client.aclose()
-        runtime.close()
+        try:
+            if config.drain_on_exit:
+                await kubelet.drain()
+        finally:
+            await client.aclose()
+            runtime.close()
 
     log.info("kubelet for node %s starting (ip %s, network %s, root %s)", config.node_name,
              node_ip, config.network, config.root_dir)

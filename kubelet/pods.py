@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from kubelet.config import KubeletConfig
-from kubelet.envvars import ContainerConfigError, build_env, expand_command
+from kubelet.envvars import ContainerConfigError, build_env, expand_command, service_env
 from kubelet.probes import ProbeManager, ProbeTarget
 from kubelet.runtime.base import (APP, INIT, LABEL_ATTEMPT, LABEL_CONTAINER_NAME, LABEL_HASH,
                                   LABEL_KIND, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
                                   LABEL_POD_UID, SANDBOX, ContainerConfig, ContainerInfo,
                                   ImageInfo)
 from kubelet.status import (TERMINAL, ContainerView, image_ref, pod_status, status_patch)
-from kubelet.volumes import container_mounts, setup_volumes
+from kubelet.volumes import VolumeManager, container_mounts, make_pod_dir, setup_volumes
 from minik8s.api.defaults import image_pull_policy
 from minik8s.api.errors import Conflict, NotFound, StatusError
 from minik8s.api.meta import Obj
@@ -193,6 +193,10 @@ class PodWorkers:
         self.synced = asyncio.Event()          # the pod informer has listed once
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._image_cache: dict[str, ImageInfo] = {}
+        self.volume_manager = VolumeManager(client)  # tokens, immutable ConfigMaps/Secrets
+        # () -> every Service (the kubelet's Services informer), for service env vars;
+        # None: no service variables (a kubelet without the informer, unit tests).
+        self.services: Any = None
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -373,13 +377,14 @@ class PodWorkers:
             return None
 
         pod_dir = self.config.pod_dir(uid)
-        pod_dir.mkdir(parents=True, exist_ok=True)
+        make_pod_dir(pod_dir)
         volume_error = ""
         volume_paths: dict[str, str] = {}
         try:
             volume_paths = await setup_volumes(pod, pod_dir, self._get_object,
                                                client=self.client,
-                                               node_name=self.config.node_name)
+                                               node_name=self.config.node_name,
+                                               manager=self.volume_manager)
         except ContainerConfigError as exc:
             volume_error = str(exc)
             self._event(pod, WARNING, "FailedMount", f"MountVolume.SetUp failed: {exc}")
@@ -388,6 +393,8 @@ class PodWorkers:
         # --- the sandbox ----------------------------------------------------------------
         sandbox = state.sandbox
         pod_ip = ""
+        precreated: dict[str, str] = {}  # app container name -> id, created beside the sandbox
+        reserved_ip = ""
         any_ran = any(i.kind in (INIT, APP) for i in state.all())
         if sandbox is None or sandbox.state != "running":
             if sandbox is not None and any_ran:
@@ -399,12 +406,29 @@ class PodWorkers:
                 if policy == "Never":
                     await self.network.detach(uid)
                     return await self._write_status(pod, state, "", initialized=True)
-            sandbox_id = await self._create_sandbox(pod, sandbox)
-            # only the new sandbox changed since the listing above: inspect just it
-            state = await self._refreshed(uid, state, [sandbox_id])
-            sandbox = state.sandbox
-            if sandbox is None or sandbox.state != "running":
-                raise RuntimeError("pod sandbox did not start")
+            # A new pod's app containers are created while its sandbox starts (they only
+            # need the sandbox to exist), and started once the sandbox is wired.
+            ahead = [] if any_ran or volume_error or spec.get("initContainers") \
+                else list(spec.get("containers") or [])
+            sandbox_id = await self._create_sandbox(pod, sandbox, start=not ahead)
+            if ahead:
+                precreated, reserved_ip = await self._start_sandbox_creating(
+                    pod, sandbox_id, ahead, pod_dir, volume_paths)
+            try:
+                # only the new sandbox changed since the listing above: inspect just it
+                state = await self._refreshed(uid, state, [sandbox_id])
+                sandbox = state.sandbox
+                if sandbox is None or sandbox.state != "running":
+                    raise RuntimeError("pod sandbox did not start")
+                pod_ip = await self.network.attach(uid, sandbox.pid) or ""
+                self.pod_ips[uid] = (sandbox.id, pod_ip)
+            except BaseException:
+                await self._discard(precreated.values())
+                raise
+            if pod_ip != reserved_ip:  # built with an address the pod did not get
+                stale = [n for n, _ in precreated.items()
+                         if _uses_pod_ip(next(c for c in ahead if c["name"] == n))]
+                await self._discard(precreated.pop(n) for n in stale)
         cached = self.pod_ips.get(uid)
         if cached is not None and cached[0] == sandbox.id:
             pod_ip = cached[1]
@@ -473,11 +497,14 @@ class PodWorkers:
                     waiting[name] = ("ContainerCreating", "")
                     continue
                 cid = await self._start_container(pod, c, APP, latest, sandbox, pod_ip,
-                                                  volume_paths, waiting, requeue)
+                                                  volume_paths, waiting, requeue,
+                                                  created=precreated.pop(name, None))
                 if cid is not None:
                     touched.append(cid)
             if touched:
                 state = await self._refreshed(uid, state, touched)
+        # made beside the sandbox and not started after all: left, it would count as failed
+        await self._discard(precreated.values())
 
         # --- probes and status ----------------------------------------------------------------
         self._sync_probes(pod, state, sandbox, pod_ip)
@@ -528,7 +555,8 @@ class PodWorkers:
                 LABEL_POD_NAMESPACE: md.get("namespace", ""), LABEL_CONTAINER_NAME: name,
                 **self.config.node_labels, LABEL_KIND: kind, LABEL_ATTEMPT: str(attempt)}
 
-    async def _create_sandbox(self, pod: Obj, previous: ContainerInfo | None) -> str:
+    async def _create_sandbox(self, pod: Obj, previous: ContainerInfo | None, *,
+                              start: bool = True) -> str:
         md, spec = pod["metadata"], pod.get("spec") or {}
         attempt = previous.attempt + 1 if previous is not None else 0
         image = self.config.pod_infra_image
@@ -546,19 +574,73 @@ class PodWorkers:
             ipc_mode="shareable",
             hostname=hostname, init=True, cpu_shares=2, log_max_size="1m", log_max_files=1)
         cid = await self.runtime.create(config)
-        await self.runtime.start(cid)
+        if start:
+            await self.runtime.start(cid)
         return cid
+
+    async def _start_sandbox_creating(self, pod: Obj, sandbox_id: str, specs: list[Obj],
+                                      pod_dir: Path, volume_paths: dict[str, str]
+                                      ) -> tuple[dict[str, str], str]:
+        """Start the new sandbox while the pod's app containers are created beside it:
+        (container name -> id of those created, the address they were made for).
+
+        They need the sandbox to exist, not to run (Docker resolves ``container:`` network
+        and IPC modes at start), nor its address, except for a ``status.podIP`` variable:
+        that is made with the address reserved for the pod now (``attach`` hands out the
+        same one). The mounted resolv.conf and hosts must exist before a create; hosts is
+        rewritten in place with the final address once the sandbox is wired. A container
+        that cannot be made here (image to pull or missing, a config error, ...) is left
+        to the usual path, which reports why."""
+        uid = pod["metadata"]["uid"]
+        reserve = getattr(self.network, "reserve", None)
+        try:
+            ip = (await reserve(uid) or "") if reserve is not None else ""
+        except Exception as exc:  # attach reports it
+            log.debug("reserving an address for %s: %s", self._describe(uid), exc)
+            ip = ""
+        self._write_dns_files(pod, pod_dir, ip)
+
+        async def make(c: Obj) -> str | None:
+            if not ip and _uses_pod_ip(c):
+                return None
+            return await self._create_container(pod, c, APP, None, sandbox_id, ip,
+                                                volume_paths, {}, [], ahead=True)
+        results = await asyncio.gather(self.runtime.start(sandbox_id), *map(make, specs),
+                                       return_exceptions=True)
+        made = {c["name"]: cid for c, cid in zip(specs, results[1:])
+                if isinstance(cid, str)}
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, Exception):
+                await self._discard(made.values())
+                raise r  # cancelled
+        if isinstance(results[0], BaseException):
+            await self._discard(made.values())
+            raise results[0]
+        return made, ip
+
+    async def _discard(self, ids: Any) -> None:
+        """Remove containers this sync created and will not start."""
+        for cid in list(ids):
+            try:
+                await self.runtime.remove(cid)
+            except Exception as exc:
+                log.warning("removing unstarted container %s: %s", cid[:12], exc)
 
     async def _image(self, ref: str) -> ImageInfo | None:
         return await self.runtime.image(ref)
 
-    async def _ensure_image(self, pod: Obj, c: Obj,
-                            waiting: dict[str, tuple[str, str]]) -> ImageInfo | None:
+    async def _ensure_image(self, pod: Obj, c: Obj, waiting: dict[str, tuple[str, str]], *,
+                            quiet: bool = False) -> ImageInfo | None:
+        """The container's image, pulled if the policy says so and pulls are allowed;
+        None (with the reason in ``waiting`` and an event) if it cannot be had. ``quiet``:
+        None without a word when it would take a pull or is missing."""
         image = c.get("image") or ""
         policy = c.get("imagePullPolicy") or image_pull_policy(image)
         name = c["name"]
         info = await self._image(image)
         allow = self.config.allow_image_pull and policy != "Never"
+        if quiet and (info is None or (allow and policy == "Always")):
+            return None
         if allow and (policy == "Always" or info is None):
             self._event(pod, NORMAL, "Pulling", f'Pulling image "{image}"')
             try:
@@ -591,19 +673,49 @@ class PodWorkers:
                                latest: ContainerInfo | None, sandbox: ContainerInfo,
                                pod_ip: str, volume_paths: dict[str, str],
                                waiting: dict[str, tuple[str, str]],
-                               requeue: list[float]) -> str | None:
-        """Create and start one container; the id of the container created, if any."""
+                               requeue: list[float], created: str | None = None) -> str | None:
+        """Create (unless ``created``, made beside the sandbox already) and start one
+        container; the id of the container created, if any."""
+        uid, name = pod["metadata"]["uid"], c["name"]
+        cid = created or await self._create_container(pod, c, kind, latest, sandbox.id, pod_ip,
+                                                      volume_paths, waiting, requeue)
+        if cid is None:
+            return None
+        try:
+            await self.runtime.start(cid)
+        except Exception as exc:
+            waiting[name] = ("RunContainerError", str(exc))
+            self._event(pod, WARNING, "Failed", f"Error: {exc}")
+            if latest is None:
+                self.backoff.next((uid, name))
+            requeue.append(1.0)
+            return cid
+        waiting.pop(name, None)
+        self._event(pod, NORMAL, "Started", f"Started container {name}")
+        return cid
+
+    async def _create_container(self, pod: Obj, c: Obj, kind: str,
+                                latest: ContainerInfo | None, sandbox_id: str, pod_ip: str,
+                                volume_paths: dict[str, str],
+                                waiting: dict[str, tuple[str, str]], requeue: list[float], *,
+                                ahead: bool = False) -> str | None:
+        """Create one container; its id, or None if it cannot be made now (the reason in
+        ``waiting``). ``ahead`` (beside a starting sandbox): None without a word instead,
+        for the usual path to report."""
         md = pod["metadata"]
         uid, name = md["uid"], c["name"]
         attempt = latest.attempt + 1 if latest is not None else 0
-        image = await self._ensure_image(pod, c, waiting)
+        image = await self._ensure_image(pod, c, waiting, quiet=ahead)
         if image is None:
             requeue.append(max(1.0, self.config.crash_loop_backoff_base))
             return None
         try:
-            env = await build_env(c, pod, self._get_object, pod_ip=pod_ip, host_ip=self.host_ip)
+            env = await build_env(c, pod, self._get_object, pod_ip=pod_ip, host_ip=self.host_ip,
+                                  services=self._service_env(pod))
             mounts = container_mounts(c, volume_paths)
         except ContainerConfigError as exc:
+            if ahead:
+                return None
             waiting[name] = ("CreateContainerConfigError", str(exc))
             self._event(pod, WARNING, "Failed", f"Error: {exc}")
             requeue.append(max(1.0, self.config.crash_loop_backoff_base))
@@ -625,7 +737,7 @@ class PodWorkers:
             command=expand_command(c.get("command"), env),
             args=expand_command(c.get("args"), env), env=env,
             working_dir=c.get("workingDir"), mounts=mounts,
-            network_mode=f"container:{sandbox.id}", ipc_mode=f"container:{sandbox.id}",
+            network_mode=f"container:{sandbox_id}", ipc_mode=f"container:{sandbox_id}",
             dns_file=str(pod_dir / "resolv.conf"), hosts_file=str(pod_dir / "hosts"),
             memory_limit=memory, cpu_quota=cpu_quota, cpu_shares=shares,
             tty=bool(c.get("tty")), stdin=bool(c.get("stdin")), init=True,
@@ -635,23 +747,15 @@ class PodWorkers:
         try:
             cid = await self.runtime.create(config)
         except Exception as exc:
+            if ahead:
+                log.debug("creating %s beside its sandbox: %s", name, exc)
+                return None
             waiting[name] = ("CreateContainerError", str(exc))
             self._event(pod, WARNING, "Failed", f"Error: {exc}")
             raise
         self._event(pod, NORMAL, "Created", f"Created container {name}")
         if latest is not None:
             self.backoff.next((uid, name))
-        try:
-            await self.runtime.start(cid)
-        except Exception as exc:
-            waiting[name] = ("RunContainerError", str(exc))
-            self._event(pod, WARNING, "Failed", f"Error: {exc}")
-            if latest is None:
-                self.backoff.next((uid, name))
-            requeue.append(1.0)
-            return cid
-        waiting.pop(name, None)
-        self._event(pod, NORMAL, "Started", f"Started container {name}")
         return cid
 
     def _write_dns_files(self, pod: Obj, pod_dir: Path, pod_ip: str) -> None:
@@ -841,7 +945,15 @@ class PodWorkers:
         if pod_dir.exists():
             await asyncio.to_thread(shutil.rmtree, pod_dir, True)
 
+    def _service_env(self, pod: Obj) -> dict[str, str] | None:
+        if self.services is None:
+            return None
+        spec = pod.get("spec") or {}
+        return service_env(self.services(), pod["metadata"].get("namespace") or "default",
+                           spec.get("enableServiceLinks") is not False)
+
     def _forget(self, uid: str) -> None:
+        self.volume_manager.forget_pod(uid)
         self.observed.pop(uid, None)
         self.backoff.forget_pod(uid)
         self.waiting.pop(uid, None)
@@ -863,6 +975,12 @@ class PodWorkers:
         for uid in orphans:
             self.enqueue(uid)
         return orphans
+
+
+def _uses_pod_ip(c: Obj) -> bool:
+    """Whether the container's environment carries the pod's address."""
+    return any(((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+               in ("status.podIP", "status.podIPs") for e in c.get("env") or [])
 
 
 def _should_restart(policy: str, info: ContainerInfo) -> bool:

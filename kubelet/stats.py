@@ -3,14 +3,21 @@
 
 Docker's cgroupfs driver puts a container at ``<root>/<controller>/docker/<id>``; the node
 is the root cgroup. CPU is cumulative (``cpuacct.usage``, nanoseconds), so a rate
-(``usageNanoCores``) needs two samples: the last sample of each cgroup is kept, and a
-summary with no usable earlier sample takes a second one a moment later. The working set is
-usage minus inactive file pages, as cAdvisor computes it."""
+(``usageNanoCores``) needs two samples. Each cgroup keeps a short history of the samples
+earlier summaries took, and the rate is measured against the newest one at least
+``WINDOW`` old (else the oldest usable one): two callers asking a moment apart (the API
+server's metrics for ``kubectl top`` and for the autoscaler) both get a rate over a real
+window rather than over the few milliseconds between their calls. A summary with no usable
+earlier sample takes a second one a moment later. Each CPU block also carries the window it
+was measured over (``windowSeconds``, an addition to Kubernetes' Summary API that the API
+server reports as the metrics' ``window``). The working set is usage minus inactive file
+pages, as cAdvisor computes it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,16 +28,34 @@ from kubelet.runtime.base import APP, INIT, LABEL_NODE, LABEL_POD_NAME, \
 
 Obj = dict[str, Any]
 
-# A rate over less than this is noise; a sample older than MAX_AGE is too stale to use.
+# A rate over less than MIN_INTERVAL is noise; a sample older than MAX_AGE is too stale to
+# use; the preferred window is WINDOW (the newest sample at least this old).
 MIN_INTERVAL = 0.1
+WINDOW = 5.0
 MAX_AGE = 60.0
-SECOND_SAMPLE_DELAY = 0.25
+HISTORY = 16  # samples kept per cgroup
+SECOND_SAMPLE_DELAY = 0.5
 
 
 @dataclass
 class CpuSample:
     at: float  # monotonic seconds
     usage_ns: int
+    wall: float = 0.0  # the same instant, wall-clock seconds
+
+
+def reference(history: "deque[CpuSample] | list[CpuSample]", current: CpuSample) -> CpuSample | None:
+    """The earlier sample to measure ``current``'s rate against: the newest one at least
+    ``WINDOW`` old, else the oldest at least ``MIN_INTERVAL`` old; never one older than
+    ``MAX_AGE`` or with a larger counter (the cgroup was recreated)."""
+    usable = [s for s in history
+              if MIN_INTERVAL <= current.at - s.at <= MAX_AGE and s.usage_ns <= current.usage_ns]
+    if not usable:
+        return None
+    wide = [s for s in usable if current.at - s.at >= WINDOW]
+    if wide:
+        return max(wide, key=lambda s: s.at)
+    return min(usable, key=lambda s: s.at)
 
 
 def _read_int(path: Path) -> int | None:
@@ -97,33 +122,40 @@ class StatsProvider:
         self.clock = clock
         self.memory_total = memory_total
         self.started = rfc3339()
-        self._last: dict[str, CpuSample] = {}
+        self._history: dict[str, deque[CpuSample]] = {}
 
     def _sample(self, cgroups: list[str]) -> dict[str, CpuSample]:
-        now = self.clock()
+        now, wall = self.clock(), time.time()
         out = {}
         for cg in cgroups:
             usage = self.reader.cpu_usage_ns(cg)
             if usage is not None:
-                out[cg] = CpuSample(now, usage)
+                out[cg] = CpuSample(now, usage, wall)
         return out
 
-    def _needs_second(self, current: dict[str, CpuSample]) -> bool:
-        for cg, s in current.items():
-            prev = self._last.get(cg)
-            if prev is None or not (MIN_INTERVAL <= s.at - prev.at <= MAX_AGE) or \
-                    s.usage_ns < prev.usage_ns:
-                return True
-        return False
+    def _references(self, current: dict[str, CpuSample]) -> dict[str, CpuSample | None]:
+        return {cg: reference(self._history.get(cg) or (), s) for cg, s in current.items()}
 
-    def cpu(self, cg: str, current: dict[str, CpuSample], earlier: dict[str, CpuSample]) -> Obj | None:
+    def _remember(self, current: dict[str, CpuSample]) -> None:
+        for cg, s in current.items():
+            history = self._history.get(cg)
+            if history is None or (history and history[-1].usage_ns > s.usage_ns):
+                history = self._history[cg] = deque(maxlen=HISTORY)  # new or recreated
+            while history and s.at - history[0].at > MAX_AGE:
+                history.popleft()
+            if not history or history[-1].at < s.at:
+                history.append(s)
+
+    def cpu(self, cg: str, current: dict[str, CpuSample],
+            earlier: dict[str, CpuSample | None]) -> Obj | None:
         s = current.get(cg)
         if s is None:
             return None
-        out: Obj = {"time": rfc3339(), "usageCoreNanoSeconds": s.usage_ns}
+        out: Obj = {"time": rfc3339(s.wall or None), "usageCoreNanoSeconds": s.usage_ns}
         prev = earlier.get(cg)
         if prev is not None and s.at > prev.at and s.usage_ns >= prev.usage_ns:
             out["usageNanoCores"] = int((s.usage_ns - prev.usage_ns) / (s.at - prev.at))
+            out["windowSeconds"] = round(s.at - prev.at, 3)
         return out
 
     async def summary(self) -> Obj:
@@ -132,18 +164,19 @@ class StatsProvider:
         running = [i for i in infos if i.state == "running" and i.kind in (SANDBOX, APP, INIT)]
         groups = [""] + [self.reader.container(i.id) for i in running]
         current = await asyncio.to_thread(self._sample, groups)
-        earlier = dict(self._last)
-        if self._needs_second(current):
+        earlier = self._references(current)
+        if any(ref is None for ref in earlier.values()):
+            self._remember(current)
             await asyncio.sleep(SECOND_SAMPLE_DELAY)
-            earlier = {**earlier, **current}
             current = await asyncio.to_thread(self._sample, groups)
-        self._last.update(current)
-        for gone in set(self._last) - set(groups):
-            del self._last[gone]
+            earlier = self._references(current)
+        self._remember(current)
+        for gone in set(self._history) - set(groups):
+            del self._history[gone]
         return await asyncio.to_thread(self._build, running, current, earlier)
 
     def _build(self, running: list[ContainerInfo], current: dict[str, CpuSample],
-               earlier: dict[str, CpuSample]) -> Obj:
+               earlier: dict[str, CpuSample | None]) -> Obj:
         now = rfc3339()
         node_mem = self.reader.memory("") or {}
         if node_mem and self.memory_total is not None:
@@ -168,6 +201,9 @@ class StatsProvider:
             mem = self.reader.memory(cg) or {}
             for key in ("usageNanoCores", "usageCoreNanoSeconds"):
                 pod["cpu"][key] += cpu.get(key, 0)
+            if "windowSeconds" in cpu:
+                pod["cpu"]["windowSeconds"] = max(pod["cpu"].get("windowSeconds", 0.0),
+                                                  cpu["windowSeconds"])
             for key in ("usageBytes", "workingSetBytes", "rssBytes", "pageFaults",
                         "majorPageFaults"):
                 pod["memory"][key] += mem.get(key, 0)
@@ -179,4 +215,4 @@ class StatsProvider:
         return {"node": node, "pods": list(pods.values())}
 
 
-__all__ = ["CgroupReader", "StatsProvider"]
+__all__ = ["CgroupReader", "CpuSample", "StatsProvider", "reference"]

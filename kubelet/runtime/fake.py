@@ -120,6 +120,13 @@ class FakeRuntime:
         self.calls.append(("start", container_id))
         c = self.containers[container_id]
         from kubelet.runtime.base import LABEL_CONTAINER_NAME
+        # as Docker: ``container:`` modes are resolved at start, against a running container
+        for mode in (c.config.network_mode, c.config.ipc_mode):
+            if mode and mode.startswith("container:"):
+                other = self.containers.get(mode[len("container:"):])
+                if other is None or other.state != "running":
+                    raise RuntimeError(f"cannot join network of a non running container: "
+                                       f"{mode[len('container:'):]}")
         err = self.fail_start.get(c.config.labels.get(LABEL_CONTAINER_NAME, ""))
         if err:
             c.state, c.exit_code, c.finished_at = "exited", 128, self.now()

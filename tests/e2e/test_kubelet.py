@@ -307,7 +307,7 @@ async def test_configmap_and_secret_volumes_and_env(node, client, ns):
         '[ "$ME" = env ]', f'[ "$NS" = {ns} ]', f'[ "$NODE" = {node.name} ]',
         '[ "$GREETING" = "blue-sky" ]',
         '[ "$(cat /etc/cfg/color)" = blue ]', '[ "$(cat /etc/sec/password)" = s3cret ]',
-        '[ ! -e /etc/sec/pw ]', '[ "$(stat -c %a /etc/sec/password)" = 400 ]',
+        '[ ! -e /etc/sec/pw ]', '[ "$(stat -L -c %a /etc/sec/password)" = 400 ]',
         "grep -q 'search " + ns + ".svc.cluster.local' /etc/resolv.conf",
         "grep -q 'nameserver 10.96.0.10' /etc/resolv.conf",
         '[ "$(hostname)" = env ]',

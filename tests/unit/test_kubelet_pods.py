@@ -383,6 +383,23 @@ async def test_missing_configmap_is_create_container_config_error(h):
     assert h.app() is None
 
 
+async def test_subpath_escaping_the_volume_waits_and_pods_dir_is_private(h):
+    """A symlink planted in an emptyDir (as a container could) makes a subPath mount of it
+    CreateContainerConfigError, never a bind of the host path; the pods dir is 0700."""
+    uid = h.add([sleeper(volumeMounts=[{"name": "scratch", "mountPath": "/m",
+                                        "subPath": "evil"}])],
+                volumes=[{"name": "scratch", "emptyDir": {}}])
+    scratch = h.config.pod_dir(uid) / "volumes" / "scratch"
+    scratch.mkdir(parents=True)
+    (scratch / "evil").symlink_to("/etc")
+    await h.sync(uid)
+    assert h.status()["state"]["waiting"] == {
+        "reason": "CreateContainerConfigError",
+        "message": 'subPath "evil" of volumeMount "scratch" escapes the volume'}
+    assert h.app() is None
+    assert h.config.pods_dir.stat().st_mode & 0o777 == 0o700
+
+
 # --- deletion, orphans, rebuild -------------------------------------------------------------------
 
 
