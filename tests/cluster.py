@@ -98,7 +98,13 @@ class APIServerProcess:
         return path
 
 
-def start_apiserver(base: Path, etcd: Etcd, *extra: str) -> APIServerProcess:
+def start_apiserver(base: Path, etcd: Etcd, *extra: str,
+                    service_accounts: bool = False) -> APIServerProcess:
+    """``service_accounts``: keep the ServiceAccount admission plugin on (pods then need
+    their ServiceAccount to exist: run the serviceaccount controllers too). Off by default,
+    since most tests run no controller-manager."""
+    if not service_accounts:
+        extra = (*extra, "--disable-admission-plugins", "ServiceAccount")
     port = free_port()
     pki = ensure_pki(base / "pki", hosts=[])
     kubeconfig = base / "kubeconfig"

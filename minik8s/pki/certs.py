@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Certificates start slightly in the past so a peer whose clock lags a little accepts them.
@@ -205,12 +205,17 @@ def issue_cert(ca_cert_pem: bytes, ca_key_pem: bytes, *, common_name: str,
     return _cert_pem(cert), _key_pem(key)
 
 
-def make_csr(common_name: str, organizations: Sequence[str] = ()) -> tuple[bytes, bytes]:
-    """A certificate signing request and its new key: ``(csr_pem, key_pem)``."""
+def make_csr(common_name: str, organizations: Sequence[str] = (),
+             hosts: Sequence[str] = ()) -> tuple[bytes, bytes]:
+    """A certificate signing request and its new key: ``(csr_pem, key_pem)``; ``hosts``
+    become its subject alternative names (IP literals as IP addresses)."""
     key = _new_key()
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(_name(common_name, organizations))
-           .sign(key, hashes.SHA256()))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        _name(common_name, organizations))
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(_general_names(hosts)), critical=False)
+    csr = builder.sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
@@ -469,10 +474,12 @@ def _ensure_client(cert_path: Path, key_path: Path, ca_cert_pem: bytes, ca_key_p
 
 
 def _ensure_sa_key(paths: PKIPaths) -> None:
-    """The service-account token signing key (EC P-256, i.e. ES256 JWTs) and its public half."""
+    """The service-account token signing key (RSA 2048: RS256 JWTs, as kube-apiserver signs
+    them) and its public half. A key of another type (older PKIs had an unused EC key) is
+    replaced: no token was ever signed with it."""
     key_pem = _reusable_key(paths.sa_key)
-    if key_pem is None:
-        key_pem = _key_pem(_new_key())
+    if key_pem is None or not isinstance(_load_key(key_pem), rsa.RSAPrivateKey):
+        key_pem = _key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
         _write(paths.sa_key, key_pem, 0o600)
     pub_pem = _public_pem(_load_key(key_pem))
     if not (paths.sa_pub.exists() and paths.sa_pub.read_bytes() == pub_pem):
