@@ -18,12 +18,15 @@ from typing import Any, Awaitable, Callable, Protocol
 from minik8s.api.errors import StatusError, Unauthorized
 from minik8s.pki import identity_from_cert
 
-from apiserver.authz import (AUTHENTICATED_GROUP, RequestAttributes, authorize,
-                             forbidden_error)
+from apiserver.authz import (ANONYMOUS_USER, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP,
+                             RequestAttributes, authorize, forbidden_error)
 
 log = logging.getLogger(__name__)
 
 ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# The one resource anonymous clients may read (kubeadm's discovery: the CA and server URL,
+# checked by the joining host against its pinned CA hash); the authorizer allows only GET.
+CLUSTER_INFO_PATH = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,30 @@ class StaticTokens:
 
     async def authenticate(self, token: str) -> User | None:
         return self.tokens.get(token)
+
+
+class BootstrapTokens:
+    """Bootstrap tokens (``<id>.<secret>``) checked against their Secret in kube-system,
+    read from etcd at each request (they are used a few times per joining node)."""
+
+    def __init__(self, storage: Any):
+        self.storage = storage
+
+    async def authenticate(self, token: str) -> User | None:
+        from minik8s.api import bootstraptoken as bt
+        from minik8s.api.registry import REGISTRY
+
+        try:
+            token_id, token_secret = bt.parse(token)
+        except bt.TokenFormatError:
+            return None
+        key = REGISTRY.resolve("secrets").storage_key(bt.NAMESPACE, bt.secret_name(token_id))
+        try:
+            secret = (await self.storage.get(key)).obj
+        except Exception:  # missing (KeyMissing) or etcd trouble: not authenticated
+            return None
+        found = bt.authenticate(secret, token_id, token_secret)
+        return User(found[0], found[1]) if found else None
 
 
 class Authenticator:
@@ -100,6 +127,8 @@ class AuthMiddleware:
         path = scope.get("path", "")
         try:
             user = await self.authenticator.authenticate(scope)
+            if user is None and path == CLUSTER_INFO_PATH and scope["type"] == "http":
+                user = User(ANONYMOUS_USER, (UNAUTHENTICATED_GROUP,))
             if user is None and path not in ANONYMOUS_PATHS:
                 raise Unauthorized("Unauthorized")
             if user is not None and not _is_resource_path(path):
@@ -135,5 +164,5 @@ async def _reject(scope: dict, receive: Callable, send: Callable, err: StatusErr
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["AuthMiddleware", "Authenticator", "StaticTokens", "User", "TokenAuthenticator",
-           "ANONYMOUS_PATHS"]
+__all__ = ["AuthMiddleware", "Authenticator", "BootstrapTokens", "StaticTokens", "User",
+           "TokenAuthenticator", "ANONYMOUS_PATHS", "CLUSTER_INFO_PATH"]

@@ -25,6 +25,7 @@ WRITE = ("create", "update", "patch", "delete", "deletecollection")
 ANY = ("*",)
 
 CORE, APPS, BATCH = "", "apps", "batch"
+CERTIFICATES = "certificates.k8s.io"
 COORDINATION, EVENTS, DISCOVERY = "coordination.k8s.io", "events.k8s.io", "discovery.k8s.io"
 
 MASTERS_GROUP = "system:masters"
@@ -34,6 +35,8 @@ NODE_USER_PREFIX = "system:node:"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 ANONYMOUS_USER = "system:anonymous"
 UNAUTHENTICATED_GROUP = "system:unauthenticated"
+BOOTSTRAPPERS_GROUP = "system:bootstrappers"
+BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
 
 # Leader-election Lease names in kube-system (Kubernetes' defaults).
 SCHEDULER_LEASE = "kube-scheduler"
@@ -121,6 +124,8 @@ SCHEDULER = Who(users=("system:kube-scheduler",))
 CONTROLLER_MANAGER = Who(users=("system:kube-controller-manager",))
 KUBE_PROXY = Who(users=("system:kube-proxy",), groups=("system:node-proxier",))
 NODE = Who(kind="node")
+BOOTSTRAPPER = Who(groups=(BOOTSTRAPPERS_GROUP,))
+EVERYONE = Who(users=(ANONYMOUS_USER,), groups=(AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP))
 SERVICE_ACCOUNT = Who(kind="serviceaccount")
 
 # --------------------------------------------------------------------------- conditions
@@ -135,6 +140,18 @@ def own_node_object(s: Subject, a: RequestAttributes) -> bool:
 
 def pod_bound_to_node(s: Subject, a: RequestAttributes) -> bool:
     return a.pod_node_name is not None and a.pod_node_name == s.node_name
+
+
+def own_csr(s: Subject, a: RequestAttributes) -> bool:
+    """A CertificateSigningRequest named after its requester: ``node-csr-<token id>-...``
+    for a bootstrap token (``minik8s join``), ``kubelet-serving-<node>-...`` for a node."""
+    if s.user.startswith(BOOTSTRAP_USER_PREFIX):
+        prefix = f"node-csr-{s.user[len(BOOTSTRAP_USER_PREFIX):]}-"
+    elif s.node_name:
+        prefix = f"kubelet-serving-{s.node_name}-"
+    else:
+        return False
+    return bool(a.name) and a.name.startswith(prefix)
 
 
 def own_namespace(s: Subject, a: RequestAttributes) -> bool:
@@ -289,7 +306,23 @@ RULES: tuple[Rule, ...] = (
     allow("node: bind claims", NODE, ("update", "patch"),
           ("persistentvolumeclaims", "persistentvolumeclaims/status")),
     allow("node: events", NODE, EVENT_WRITE, ("events",), EVENT_GROUPS),
-    # --- service accounts: read-only in their own namespace, secrets excepted
+    # Projected serviceAccountToken volumes: a TokenRequest bound to a pod bound to this node
+    # (the caller fills pod_node_name from the request's boundObjectRef; apiserver.tokens
+    # also checks the pod runs as that ServiceAccount). No other token, no SA reads.
+    allow("node: tokens of its pods", NODE, ("create",), ("serviceaccounts/token",),
+          where=pod_bound_to_node),
+    # --- joining hosts: discovery (anonymous), then their own certificate requests
+    allow("everyone: cluster-info", EVERYONE, ("get",), ("configmaps",),
+          namespaces=("kube-public",), names=("cluster-info",)),
+    allow("bootstrapper: its CSRs", BOOTSTRAPPER, ("create", "get", "watch"),
+          ("certificatesigningrequests",), (CERTIFICATES,), where=own_csr),
+    allow("node: its serving CSRs", NODE, ("create", "get", "watch"),
+          ("certificatesigningrequests",), (CERTIFICATES,), where=own_csr),
+    allow("controller-manager: approve CSRs", CONTROLLER_MANAGER, ("update", "patch"),
+          ("certificatesigningrequests/approval",), (CERTIFICATES,)),
+    # --- service accounts (pods' identities; there is no RBAC to grant more): read-only
+    # get/list/watch of every kind in their own namespace except Secrets, plus discovery
+    # (above); no writes, no subresources (so no exec, logs or tokens), nothing cluster-wide.
     allow("serviceaccount: read own namespace", SERVICE_ACCOUNT, READ, ("*",), ANY,
           except_resources=("secrets",), where=own_namespace),
 )

@@ -728,6 +728,31 @@ PRINTERS: dict[tuple[str, str], Printer] = {
 _DEFAULT = Printer((_NAME, _AGE), _simple())
 
 
+def _csr_cells(csr: Obj, ctx: _Ctx) -> list:
+    """``printCertificateSigningRequest``: the condition is Approved/Denied/Failed (or
+    Pending), with ``,Issued`` once the certificate is there."""
+    seen = []
+    for c in _dicts(csr, "status.conditions"):
+        if c.get("type") in ("Approved", "Denied", "Failed") and c.get("type") not in seen \
+                and c.get("status", "True") == "True":
+            seen.append(c["type"])
+    condition = ",".join(seen) or "Pending"
+    if _str(csr, "status.certificate"):
+        condition += ",Issued"
+    seconds = _opt_int(csr, "spec.expirationSeconds")
+    return [_str(csr, "metadata.name"), ctx.age(csr), _str(csr, "spec.signerName"),
+            _str(csr, "spec.username"),
+            human_duration(seconds) if seconds is not None else "<none>", condition]
+
+
+PRINTERS[("certificates.k8s.io", "CertificateSigningRequest")] = Printer(
+    (_NAME, _AGE, _col("SignerName", "The signer the request is for."),
+     _col("Requestor", "The user who made the request."),
+     _col("RequestedDuration", "The certificate lifetime asked for."),
+     _col("Condition", "Approved, Denied or Failed (Pending without), and Issued.")),
+    _csr_cells)
+
+
 def printer_for(rt: ResourceType) -> Printer:
     """The printer of a kind: Kubernetes' columns for known kinds, NAME and AGE otherwise."""
     return PRINTERS.get((rt.group, rt.kind), _DEFAULT)

@@ -83,7 +83,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         subresources=("status", "finalize"),
         verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     _rt("", "v1", "Pod", "pods", short_names=("po",), categories=("all",),
-        subresources=("status", "binding", "log", "exec")),
+        subresources=("status", "binding", "log", "exec", "portforward")),
     _rt("", "v1", "Node", "nodes", namespaced=False, short_names=("no",),
         subresources=("status",)),
     _rt("", "v1", "Event", "events", short_names=("ev",), has_status=False),
@@ -93,7 +93,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         subresources=("status",)),
     _rt("", "v1", "Endpoints", "endpoints", short_names=("ep",), has_status=False,
         singular="endpoints"),
-    _rt("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), has_status=False),
+    _rt("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), has_status=False,
+        subresources=("token",)),
     _rt("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",),
         subresources=("status",)),
     _rt("apps", "v1", "Deployment", "deployments", short_names=("deploy",),
@@ -111,6 +112,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     _rt("coordination.k8s.io", "v1", "Lease", "leases", has_status=False),
     _rt("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
         short_names=("hpa",), categories=("all",), subresources=("status",)),
+    _rt("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+        namespaced=False, short_names=("csr",), subresources=("status", "approval")),
 )
 
 

@@ -577,6 +577,9 @@ def _volume_mounts(container: dict, path: str, ctx: _PodContext) -> Causes:
             causes.append(invalid(_at(p, "mountPath"), mount_path, "must be unique"))
         else:
             seen.add(mount_path)
+        sub = mount.get("subPath")
+        if sub:
+            causes += _syntax(_at(p, "subPath"), sub, local_descending_path_errors)
     return causes
 
 
@@ -625,6 +628,96 @@ _VOLUME_REQUIRED_KEYS = {"hostPath": "path", "secret": "secretName",
                          "persistentVolumeClaim": "claimName", "nfs": "path"}
 
 
+_FILE_MODE_MESSAGE = "must be a number between 0 and 0777 (octal), both inclusive"
+_PROJECTIONS = ("secret", "configMap", "downwardAPI", "serviceAccountToken")
+
+
+def _file_mode(obj: dict, key: str, path: str) -> Causes:
+    """``defaultMode``/``mode`` of volume files: permission bits only (the kubelet writes
+    them on the node: no setuid, setgid or sticky bit)."""
+    mode = obj.get(key)
+    if mode is not None and (not _is_int(mode) or not 0 <= mode <= 0o777):
+        return [invalid(_at(path, key), mode, _FILE_MODE_MESSAGE)]
+    return []
+
+
+def local_descending_path_errors(value: str) -> list[str]:
+    """Kubernetes' ``validateLocalDescendingPath``: relative, with no ``..`` element."""
+    errs = ["must be a relative path"] if value.startswith("/") else []
+    if ".." in value.split("/"):
+        errs.append("must not contain '..'")
+    return errs
+
+
+def local_non_reserved_path_errors(value: str) -> list[str]:
+    """``ValidateLocalNonReservedPath``: a descending path not starting with ``..`` (the
+    kubelet's atomic writer keeps its own entries under such names)."""
+    errs = local_descending_path_errors(value)
+    if value.startswith("..") and not value.startswith("../"):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _file_path(obj: dict, key: str, path: str) -> Causes:
+    value = obj.get(key)
+    if not value:
+        return [required(_at(path, key))]
+    if not isinstance(value, str):
+        return [invalid(_at(path, key), value, "must be a string")]
+    return _syntax(_at(path, key), value, local_non_reserved_path_errors)
+
+
+def _volume_items(kind: str, source: dict, path: str, causes: Causes) -> list[str]:
+    """``items`` of a configMap/secret/downwardAPI source (volume or projection): each a
+    valid relative path and mode, a key for ConfigMaps and Secrets; the paths."""
+    paths: list[str] = []
+    for i, item in _list(source, "items", _at(path, "items"), causes):
+        p = _at(path, "items", i)
+        if not item.get("key") and kind in ("configMap", "secret"):
+            causes.append(required(_at(p, "key")))
+        causes += _file_path(item, "path", p)
+        causes += _file_mode(item, "mode", p)
+        if isinstance(item.get("path"), str):
+            paths.append(item["path"])
+    return paths
+
+
+def _projected(source: dict, path: str) -> Causes:
+    """``projected.sources``: one projection each, their items and token paths as in the
+    volume kinds, and no path written twice."""
+    causes: Causes = []
+    seen: set[str] = set()
+    for i, src in _list(source, "sources", _at(path, "sources"), causes):
+        p = _at(path, "sources", i)
+        kinds = [k for k in _PROJECTIONS if src.get(k) is not None]
+        if len(kinds) != 1:
+            causes.append(forbidden(p, "may not specify more than 1 volume type per source")
+                          if kinds else required(p, "must specify exactly 1 volume type"))
+        for kind in kinds[:1]:
+            proj, pp = src[kind], _at(p, kind)
+            if not isinstance(proj, dict):
+                causes.append(invalid(pp, proj, "must be an object"))
+                continue
+            if kind == "serviceAccountToken":
+                causes += _file_path(proj, "path", pp)
+                seconds = proj.get("expirationSeconds")
+                causes += _int_at_least(proj, "expirationSeconds", _at(pp, "expirationSeconds"),
+                                        600, "may not specify a duration less than 10 minutes")
+                if _is_int(seconds) and seconds > 1 << 32:
+                    causes.append(invalid(_at(pp, "expirationSeconds"), seconds,
+                                          "may not specify a duration larger than 2^32 seconds"))
+                paths = [proj["path"]] if isinstance(proj.get("path"), str) else []
+            else:
+                if kind == "secret" and not proj.get("name"):
+                    causes.append(required(_at(pp, "name")))
+                paths = _volume_items(kind, proj, pp, causes)
+            for value in paths:
+                if value in seen:
+                    causes.append(invalid(pp, value, "conflicting duplicate paths"))
+                seen.add(value)
+    return causes
+
+
 def _volume_source(kind: str, source: Any, path: str) -> Causes:
     if not isinstance(source, dict):
         return [invalid(path, source, "must be an object")]
@@ -632,25 +725,17 @@ def _volume_source(kind: str, source: Any, path: str) -> Causes:
     need = _VOLUME_REQUIRED_KEYS.get(kind)
     if need and not source.get(need):
         causes.append(required(_at(path, need)))
-    mode = source.get("defaultMode")
-    if mode is not None and (not _is_int(mode) or not 0 <= mode <= 0o777):
-        causes.append(invalid(_at(path, "defaultMode"), mode,
-                              "must be a number between 0 and 0777 (octal), both inclusive"))
+    causes += _file_mode(source, "defaultMode", path)
     if kind == "emptyDir" and source.get("sizeLimit") is not None:
         try:
             parse_quantity(source["sizeLimit"])
         except ValueError:
             causes.append(invalid(_at(path, "sizeLimit"), source["sizeLimit"],
                                   "must be a valid quantity"))
-    for i, item in _list(source, "items", _at(path, "items"), causes):
-        if not item.get("key") and kind in ("configMap", "secret"):
-            causes.append(required(_at(path, "items", i, "key")))
-        item_path = item.get("path")
-        if not item_path:
-            causes.append(required(_at(path, "items", i, "path")))
-        elif item_path.startswith("/") or ".." in item_path.split("/"):
-            causes.append(invalid(_at(path, "items", i, "path"), item_path,
-                                  "must be a relative path without '..'"))
+    if kind in ("configMap", "secret", "downwardAPI"):
+        _volume_items(kind, source, path, causes)
+    if kind == "projected":
+        causes += _projected(source, path)
     return causes
 
 
@@ -1540,6 +1625,79 @@ def _cronjob_name_errors(name: str) -> list[str]:
     return errs + (["must be no more than 52 characters"] if len(name) > 52 else [])
 
 
+_CSR_USAGES = ("signing", "digital signature", "content commitment", "key encipherment",
+               "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only",
+               "decipher only", "any", "server auth", "client auth", "code signing",
+               "email protection", "s/mime", "ipsec end system", "ipsec tunnel", "ipsec user",
+               "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc")
+_CSR_CONDITIONS = ("Approved", "Denied", "Failed")
+
+
+def _csr(obj: dict) -> Causes:
+    """certificates.k8s.io/v1 CertificateSigningRequest: a PEM CSR with a valid signature,
+    a signer name ``domain/path``, known usages, conditions of known types."""
+    import base64
+
+    from cryptography import x509
+
+    causes: Causes = []
+    spec = _m(obj.get("spec"))
+    request = spec.get("request")
+    if not request:
+        causes.append(required("spec.request"))
+    else:
+        try:
+            csr = x509.load_pem_x509_csr(base64.b64decode(request, validate=True))
+            if not csr.is_signature_valid:
+                causes.append(invalid("spec.request", "<omitted>",
+                                      "the request's signature does not verify"))
+        except (ValueError, TypeError):
+            causes.append(invalid("spec.request", "<omitted>",
+                                  "must be a base64-encoded PEM CERTIFICATE REQUEST"))
+    signer = spec.get("signerName")
+    if not signer:
+        causes.append(required("spec.signerName"))
+    elif not isinstance(signer, str) or "/" not in signer or signer.startswith("/"):
+        causes.append(invalid("spec.signerName", signer,
+                              "must be a fully qualified domain and path of the form "
+                              "'example.com/signer-name'"))
+    for i, usage in enumerate(_ls(spec.get("usages"))):
+        if usage not in _CSR_USAGES:
+            causes.append(not_supported(f"spec.usages[{i}]", usage, _CSR_USAGES))
+    seconds = spec.get("expirationSeconds")
+    if seconds is not None and (not _is_int(seconds) or seconds < 600):
+        causes.append(invalid("spec.expirationSeconds", seconds,
+                              "may not specify a duration less than 600 seconds (10 minutes)"))
+    types = []
+    for i, cond in enumerate(_ls(_m(obj.get("status")).get("conditions"))):
+        ctype = _m(cond).get("type")
+        if ctype not in _CSR_CONDITIONS:
+            causes.append(not_supported(f"status.conditions[{i}].type", ctype,
+                                        _CSR_CONDITIONS))
+        types.append(ctype)
+    if "Approved" in types and "Denied" in types:
+        causes.append(invalid("status.conditions", "Approved,Denied",
+                              "Approved and Denied conditions are mutually exclusive"))
+    return causes
+
+
+def _csr_update(obj: dict, old: dict) -> Causes:
+    causes: Causes = []
+    if obj.get("spec") != old.get("spec"):
+        causes.append(forbidden("spec", "field is immutable"))
+    old_types = {_m(c).get("type") for c in _ls(_m(old.get("status")).get("conditions"))}
+    new_types = {_m(c).get("type") for c in _ls(_m(obj.get("status")).get("conditions"))}
+    for ctype in ("Approved", "Denied"):
+        if ctype in old_types and ctype not in new_types:
+            causes.append(forbidden("status.conditions", f"updates may not remove a "
+                                    f"condition of type {ctype!r}"))
+    if _m(old.get("status")).get("certificate") and \
+            _m(obj.get("status")).get("certificate") != _m(old.get("status")).get("certificate"):
+        causes.append(forbidden("status.certificate", "updates may not modify existing "
+                                "certificate content"))
+    return causes
+
+
 @dataclass(frozen=True)
 class KindRules:
     name: NameCheck = dns1123_subdomain_errors
@@ -1566,6 +1724,7 @@ KINDS: dict[str, KindRules] = {
     "ControllerRevision": KindRules(create=_controller_revision,
                                     update=_controller_revision_update),
     "HorizontalPodAutoscaler": KindRules(path_segment_errors, _hpa),
+    "CertificateSigningRequest": KindRules(create=_csr, update=_csr_update),
 }
 
 

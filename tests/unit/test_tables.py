@@ -142,6 +142,8 @@ COLUMNS = {
     "CronJob": ["Name", "Schedule", "Timezone", "Suspend", "Active", "Last Schedule", "Age",
                 ("Containers", WIDE), ("Images", WIDE), ("Selector", WIDE)],
     "Lease": ["Name", "Holder", "Age"],
+    "CertificateSigningRequest": ["Name", "Age", "SignerName", "Requestor",
+                                  "RequestedDuration", "Condition"],
     "PersistentVolumeClaim": ["Name", "Status", "Volume", "Capacity", "Access Modes",
                               "StorageClass", ("VolumeAttributesClass", WIDE), "Age",
                               ("VolumeMode", WIDE)],

@@ -1,5 +1,6 @@
 """Validation: valid objects pass, and each rule reports Kubernetes' field path and reason."""
 
+import base64
 import copy
 from fractions import Fraction
 
@@ -9,6 +10,7 @@ from minik8s.api.defaults import apply_defaults
 from minik8s.api.errors import Invalid
 from minik8s.api.quantity import milli_value_of, parse_quantity, value_of
 from minik8s.api.registry import REGISTRY
+from minik8s.pki import make_csr
 from minik8s.api.validation import (DUPLICATE, FORBIDDEN, INVALID, NOT_FOUND, NOT_SUPPORTED,
                                     REQUIRED, TOO_LONG, parse_cron, validate)
 
@@ -83,6 +85,8 @@ def job_spec():
     return {"template": template(restart="Never"), "backoffLimit": 2}
 
 
+_CSR_PEM = base64.b64encode(make_csr("system:node:w1", ["system:nodes"])[0]).decode()
+
 VALID = {
     "Pod": lambda: {"metadata": meta(labels={"app": "web"}), "spec": pod_spec()},
     "Deployment": lambda: workload(replicas=3, strategy={
@@ -127,6 +131,9 @@ VALID = {
         "minReplicas": 1, "maxReplicas": 5,
         "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
             "type": "Utilization", "averageUtilization": 60}}}]}},
+    "CertificateSigningRequest": lambda: {"metadata": {"name": "node-csr-abcdef-1"}, "spec": {
+        "request": _CSR_PEM, "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+        "usages": ["digital signature", "key encipherment", "client auth"]}},
 }
 
 
@@ -241,6 +248,50 @@ CASES = [
      "spec.volumes[1].hostPath.path", REQUIRED),
     ("Pod", [("spec.volumes.1.configMap.defaultMode", 0o1000)],
      "spec.volumes[1].configMap.defaultMode", INVALID),
+    ("Pod", [("spec.volumes.1.configMap.items", [{"key": "k", "path": "k", "mode": 0o4755}])],
+     "spec.volumes[1].configMap.items[0].mode", INVALID),
+    ("Pod", [("spec.volumes.1.configMap.items", [{"key": "k", "path": "k", "mode": -1}])],
+     "spec.volumes[1].configMap.items[0].mode", INVALID),
+    ("Pod", [("spec.volumes.1.configMap.items", [{"key": "k", "path": "..data"}])],
+     "spec.volumes[1].configMap.items[0].path", INVALID),
+    ("Pod", [("spec.volumes.1.configMap.items", [{"key": "k", "path": "a/../../b"}])],
+     "spec.volumes[1].configMap.items[0].path", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "secret": {
+        "secretName": "s", "items": [{"key": "k", "path": "/etc/passwd"}]}})],
+     "spec.volumes[1].secret.items[0].path", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "downwardAPI": {"items": [
+        {"path": "n", "mode": 0o2755, "fieldRef": {"fieldPath": "metadata.name"}}]}})],
+     "spec.volumes[1].downwardAPI.items[0].mode", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"secret": {"name": "s", "items": [{"key": "k", "path": "k", "mode": 0o4755}]}}]}})],
+     "spec.volumes[1].projected.sources[0].secret.items[0].mode", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"configMap": {"name": "c", "items": [{"key": "k", "path": "../k"}]}}]}})],
+     "spec.volumes[1].projected.sources[0].configMap.items[0].path", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"downwardAPI": {"items": [{"path": "/abs", "fieldRef": {
+            "fieldPath": "metadata.name"}}]}}]}})],
+     "spec.volumes[1].projected.sources[0].downwardAPI.items[0].path", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "../../token"}}]}})],
+     "spec.volumes[1].projected.sources[0].serviceAccountToken.path", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3600}}]}})],
+     "spec.volumes[1].projected.sources[0].serviceAccountToken.path", REQUIRED),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "t", "expirationSeconds": 60}}]}})],
+     "spec.volumes[1].projected.sources[0].serviceAccountToken.expirationSeconds", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"defaultMode": 0o4755,
+                                                              "sources": []}})],
+     "spec.volumes[1].projected.defaultMode", INVALID),
+    ("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"secret": {"name": "s", "items": [{"key": "a", "path": "x"}]}},
+        {"configMap": {"name": "c", "items": [{"key": "b", "path": "x"}]}}]}})],
+     "spec.volumes[1].projected.sources[1].configMap", INVALID),
+    ("Pod", [("spec.containers.0.volumeMounts.0.subPath", "../../etc")],
+     "spec.containers[0].volumeMounts[0].subPath", INVALID),
+    ("Pod", [("spec.containers.0.volumeMounts.0.subPath", "/etc")],
+     "spec.containers[0].volumeMounts[0].subPath", INVALID),
     ("Pod", [("spec.containers.0.volumeMounts.0.name", "missing")],
      "spec.containers[0].volumeMounts[0].name", NOT_FOUND),
     ("Pod", [("spec.containers.0.volumeMounts.0.mountPath", "")],
@@ -447,6 +498,32 @@ CASES = [
                          ids=[f"{c[0]}:{c[2]}:{c[3]}" for c in CASES])
 def test_rule_reports_field_and_reason(kind, edits, field, reason):
     assert_cause(causes_for(kind, edits), field, reason)
+
+
+def test_volume_file_modes_and_paths_as_kubernetes_words_them():
+    causes = causes_for("Pod", [("spec.volumes.1", {"name": "cfg", "projected": {"sources": [
+        {"configMap": {"name": "c", "items": [{"key": "k", "path": "../x", "mode": 0o4755}]}},
+        {"serviceAccountToken": {"path": "..token"}}]}})])
+    by_field = {c["field"]: c["message"] for c in causes}
+    base = "spec.volumes[1].projected.sources"
+    assert by_field[f"{base}[0].configMap.items[0].mode"] == (
+        "Invalid value: 2541: must be a number between 0 and 0777 (octal), both inclusive")
+    assert by_field[f"{base}[0].configMap.items[0].path"] == (
+        "Invalid value: \"../x\": must not contain '..'")
+    assert by_field[f"{base}[1].serviceAccountToken.path"] == (
+        "Invalid value: \"..token\": must not start with '..'")
+
+
+def test_valid_projected_volume_and_subpath_pass():
+    causes = causes_for("Pod", [
+        ("spec.volumes.1", {"name": "cfg", "projected": {"defaultMode": 0o644, "sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [
+                {"key": "ca.crt", "path": "ca.crt", "mode": 0o400}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                "fieldPath": "metadata.namespace"}}]}}]}}),
+        ("spec.containers.0.volumeMounts.0.subPath", "a/b..c/d")])
+    assert causes == []
 
 
 # --- wording ------------------------------------------------------------------------------
