@@ -3,7 +3,8 @@ IPAM does it, in the network namespace the kubelet runs in (the node's):
 
 - a bridge ``mk8s-pods`` (a name Docker never uses) holding the gateway, the first host
   address of the node's podCIDR; IPv4 forwarding on;
-- per pod a veth pair: the host end (``vmk`` + 12 hex digits of the pod uid) on the bridge,
+- per pod a veth pair: the host end (``vmk`` + 12 hex digits of the pod uid) on the bridge
+  in hairpin mode (so a pod can reach itself through its Service's DNAT),
   the other end made as ``eth0`` right in the pod sandbox's namespace (found by the infra
   container's PID), with the pod's address and a default route via the gateway;
 - host-gw routes: every other node's podCIDR via that node's InternalIP, and an
@@ -125,6 +126,17 @@ class BridgeNetwork:
             await asyncio.to_thread(self._wire, pod_uid, sandbox_pid, ip)
             return ip
 
+    async def reserve(self, pod_uid: str) -> str:
+        """The address ``attach`` will give the pod, allocated now without wiring anything
+        (so containers made before the sandbox runs can know it)."""
+        if self.ipam is None:
+            raise PodNetworkError("the pod network is not set up (no podCIDR yet)")
+        async with self._pod_lock(pod_uid):
+            try:
+                return self.ipam.allocate(pod_uid)
+            except IPAMExhausted as exc:
+                raise PodNetworkError(str(exc)) from None
+
     async def detach(self, pod_uid: str) -> None:
         async with self._pod_lock(pod_uid):
             await asyncio.to_thread(self._unwire, pod_uid)
@@ -200,6 +212,7 @@ class BridgeNetwork:
             host_idx = _index(ipr, host)
             if host_idx is not None and self._pod_has(nspath, ip, prefix):
                 ipr.link("set", index=host_idx, master=bridge, state="up")
+                _hairpin(ipr, host_idx)
                 return  # already wired (a restarted kubelet attaching again)
             stale = [host_idx, _index(ipr, peer)]
             for stale_idx in stale:
@@ -227,6 +240,7 @@ class BridgeNetwork:
                     ipr.link("set", index=peer_idx, net_ns_pid=pid)
                     self._configure_pod(nspath, peer, ip, prefix)
                 ipr.link("set", index=host_idx, master=bridge, state="up")
+                _hairpin(ipr, host_idx)
             except Exception as exc:
                 with contextlib.suppress(NetlinkError):
                     ipr.link("del", ifname=host)
@@ -391,6 +405,14 @@ def _subnets_of(ip: str) -> list[str]:
             if a.get("address") == ip:
                 out.append(str(ipaddress.ip_network(f"{ip}/{a.get('prefixlen')}", strict=False)))
     return [n for n in out if not n.endswith("/32")]
+
+
+def _hairpin(ipr: IPRoute, port_idx: int) -> None:
+    """Hairpin mode on a pod's bridge port (the CNI bridge plugin's ``hairpinMode``): a pod's
+    packet to its own Service is DNATed back to the pod while still in the bridge (bridge
+    netfilter), and a bridge only sends a frame out of the port it came in by when that
+    port is in hairpin mode."""
+    ipr.brport("set", index=port_idx, mode=1)
 
 
 def _sysctl(key: str, value: str) -> None:
