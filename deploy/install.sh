@@ -13,6 +13,11 @@ have dockerd || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
 have iptables || need+=(iptables)
 have ip || need+=(iproute2)
+have dig || need+=(bind9-dnsutils)  # tests only: dig checks the cluster DNS's wire format
+have wrk || need+=(wrk)  # bench/service.py only: the HTTP load generator
+have docker-compose || need+=(docker-compose)  # deploy/compose.yaml (Debian's v1.29.2)
+have debootstrap || need+=(debootstrap)  # the image base, deploy/images/build-base.sh
+have systemd-analyze || need+=(systemd)  # tests: `systemd-analyze verify` of deploy/systemd
 if ((${#need[@]})); then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   export DEBIAN_FRONTEND=noninteractive
