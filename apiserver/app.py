@@ -27,16 +27,20 @@ from minik8s.api.errors import (BadRequest, Gone, NotFound, RequestEntityTooLarg
 from minik8s.api.meta import Obj
 from minik8s.api.registry import REGISTRY, ResourceType
 
-from apiserver import discovery, openapi, proxy, strategy, tables
+from apiserver import discovery, openapi, proxy, strategy, tables, tokens
+from apiserver import metrics
+from apiserver import encryption
+from apiserver import protobuf
 from apiserver.admission import Admission
-from apiserver.auth import Authenticator, AuthMiddleware, StaticTokens, User
+from apiserver.allocator import ServiceAllocator
+from apiserver.auth import Authenticator, AuthMiddleware, BootstrapTokens, StaticTokens, User
 from apiserver.authz import RequestAttributes, authorize, forbidden_error
 from apiserver.config import APIServerConfig
 from apiserver.housekeeping import Housekeeping
 from apiserver.nodeipam import NodeCIDRAllocator
 from apiserver.requestinfo import RequestInfo, resolve
 from apiserver.rest import PATCH_CONTENT_TYPES, DeleteOptions, ResourceStore, WriteOptions
-from apiserver.storage import KeyExists, Storage
+from apiserver.storage import EtcdTLS, KeyExists, Storage
 from apiserver.watchcache import CachedEvent, WatchCaches
 
 log = logging.getLogger(__name__)
@@ -50,9 +54,13 @@ class APIServer:
 
     def __init__(self, config: APIServerConfig, storage: Storage | None = None):
         self.config = config
-        self.storage = storage or Storage(config.etcd_servers)
+        self.storage = storage or Storage(config.etcd_servers, codec=encryption.codec_for(
+            config.encryption_key_file), tls=EtcdTLS.from_files(
+            config.etcd_cafile, config.etcd_certfile, config.etcd_keyfile)
+            if config.etcd_cafile else None)
         self.caches = WatchCaches(self.storage, list(REGISTRY), window=config.watch_cache_window)
-        self.admission = Admission(self.storage, self.caches)
+        self.admission = Admission(self.storage, self.caches,
+                                   disabled=config.disable_admission_plugins)
         self.store = ResourceStore(self.storage, self.caches, self.admission,
                                    event_ttl=config.event_ttl_seconds)
         if config.cluster_cidr:
@@ -60,16 +68,27 @@ class APIServer:
                                                      config.node_cidr_mask_size,
                                                      self.caches[REGISTRY.resolve("nodes")])
         self.tokens = StaticTokens(config.token_auth_file)
-        self.authenticator = Authenticator([self.tokens])
-        self.housekeeping = Housekeeping(self.storage, config)
+        self.sa_tokens = tokens.ServiceAccountTokens(tokens.TokenSettings(
+            issuer=config.service_account_issuer, audiences=tuple(config.api_audiences),
+            signing_key_file=config.service_account_signing_key_file or config.pki_dir / "sa.key",
+            key_file=config.service_account_key_file or config.pki_dir / "sa.pub"))
+        self.authenticator = Authenticator([self.tokens, BootstrapTokens(self.storage),
+                                            tokens.ServiceAccountTokenAuthenticator(
+                                                self.sa_tokens, self.store)])
+        self.store.service_alloc = _service_allocator(self.storage, config, self.caches)
+        self.housekeeping = Housekeeping(self.storage, config, self.store)
         self._tasks: list[asyncio.Task] = []
         self.ready = False
 
     async def start(self) -> None:
         await self.storage.start()
+        encryption.reload_on_sighup(self.storage.codec)
+        await self.store.service_alloc.repair()
         await self._bootstrap()
         await self.caches.start(self.config.bookmark_interval_seconds)
         self._tasks.append(asyncio.create_task(self.housekeeping.run(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self.housekeeping.run_kubernetes_service(),
+                                               name="kubernetes-service"))
         self.ready = True
 
     async def stop(self) -> None:
@@ -89,6 +108,17 @@ class APIServer:
             except StatusError as err:
                 if err.code != 409:
                     raise
+
+
+def _service_allocator(storage: Storage, config: APIServerConfig,
+                       caches: WatchCaches) -> ServiceAllocator:
+    try:
+        return ServiceAllocator(storage, config.service_cluster_ip_range,
+                                config.service_node_port_range,
+                                caches[REGISTRY.resolve("services")])
+    except ValueError as err:
+        raise SystemExit(f"error: --service-cluster-ip-range / --service-node-port-range: "
+                         f"{err}") from None
 
 
 def create_app(config: APIServerConfig, server: APIServer | None = None) -> Any:
@@ -124,6 +154,7 @@ def create_app(config: APIServerConfig, server: APIServer | None = None) -> Any:
         return status_response(StatusError(f"Internal error occurred: {type(err).__name__}"))
 
     _health_routes(app, srv)
+    encryption.add_routes(app, srv)
     _discovery_routes(app, srv)
     proxy.add_routes(app, srv)
     _resource_routes(app, srv)
@@ -244,7 +275,7 @@ def _discovery_routes(app: FastAPI, srv: APIServer) -> None:
 
     @app.get("/apis")
     async def apis() -> Obj:
-        return discovery.api_group_list(REGISTRY)
+        return metrics.with_group(discovery.api_group_list(REGISTRY))
 
     @app.get("/api/v1")
     async def core_v1() -> Obj:
@@ -252,14 +283,15 @@ def _discovery_routes(app: FastAPI, srv: APIServer) -> None:
 
     @app.get("/apis/{group}")
     async def group(group: str) -> Obj:
-        doc = discovery.api_group(REGISTRY, group)
+        doc = discovery.api_group(REGISTRY, group) or metrics.api_group(group)
         if doc is None:
             raise NotFound("the server could not find the requested resource")
         return doc
 
     @app.get("/apis/{group}/{version}")
     async def group_version(group: str, version: str) -> Obj:
-        doc = discovery.api_resource_list(REGISTRY, group, version)
+        doc = discovery.api_resource_list(REGISTRY, group, version) or \
+            metrics.api_resource_list(group, version)
         if doc is None:
             raise NotFound("the server could not find the requested resource")
         return doc
@@ -344,11 +376,15 @@ async def _serve(srv: APIServer, request: Request, group: str, version: str,
                  path: str) -> Response:
     query = dict(request.query_params)
     watch = _bool(query.get("watch"))
+    if group == metrics.GROUP:  # served from the kubelets' stats, never stored
+        if not srv.ready:
+            raise ServiceUnavailable("the API server is starting", retry_after=1)
+        return await metrics.serve(srv, request, version, path)
     info = resolve(request.method, group, version, path.split("/"), watch=watch)
     if not srv.ready:
         raise ServiceUnavailable("the API server is starting", retry_after=1)
     rt, ns, name, sub = info.rt, info.namespace, info.name, info.subresource
-    if sub in ("log", "exec"):  # relayed to the pod's kubelet
+    if sub in ("log", "exec", "portforward"):  # relayed to the pod's kubelet
         return await proxy.serve(srv, request, info)
     store = srv.store
     verb = info.verb
@@ -387,6 +423,9 @@ async def _serve(srv: APIServer, request: Request, group: str, version: str,
         obj = await store.patch(rt, ns, name, raw, _media_type(request), sub, opts)
         return _written(rt, obj, 200, opts, sub)
     body = _decode(raw, request, opts)
+    if verb == "create" and sub == "token":  # TokenRequest (apiserver.tokens)
+        return JSONResponse(await tokens.serve(store, srv.sa_tokens, _user(request), ns or "",
+                                               name or "", body, dry_run=opts.dry_run), 201)
     if verb == "create" and sub == "binding":
         await _authorize(srv, request, info)
         await store.bind(rt, ns, name, body, opts)
@@ -469,12 +508,14 @@ async def _body(srv: APIServer, request: Request, *, optional: bool = False) -> 
 
 def _decode(raw: bytes, request: Request, opts: WriteOptions | None) -> Any:
     media = _media_type(request)
+    if media == protobuf.MEDIA_TYPE:  # kubectl's typed generators (create deployment, ...)
+        return protobuf.decode_object(raw)
     is_yaml = media in ("application/yaml", "application/x-yaml", "text/yaml")
     if media and not is_yaml and media != "application/json" and \
             media not in PATCH_CONTENT_TYPES:
         raise UnsupportedMediaType(f"the body of the request was in an unknown format - "
                                    f"accepted media types include: application/json, "
-                                   f"application/yaml")
+                                   f"application/yaml, {protobuf.MEDIA_TYPE}")
     try:
         if is_yaml:
             docs, dups = schema.yaml_load_with_duplicates(raw.decode("utf-8"))

@@ -3,6 +3,7 @@ app, so tests build their own instead of patching globals."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from pathlib import Path
 @dataclass
 class APIServerConfig:
     etcd_servers: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    # TLS towards https:// etcd members: their CA, and our client certificate and key.
+    etcd_cafile: Path | None = None
+    etcd_certfile: Path | None = None
+    etcd_keyfile: Path | None = None
     bind_address: str = "127.0.0.1"
     port: int = 6443
     # Where the PKI lives (ca.crt, apiserver.crt/.key, sa.key ...); created when missing.
@@ -38,6 +43,45 @@ class APIServerConfig:
     kubelet_client_certificate: Path | None = None
     kubelet_client_key: Path | None = None
     kubelet_certificate_authority: Path | None = None
+    # Services: ClusterIPs come from this range (its first address is the `kubernetes`
+    # Service's), node ports from this one.
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
+    # How often the `kubernetes` Service and its Endpoints are checked and repaired.
+    kubernetes_service_sync_seconds: float = 10.0
+    # Keys for encrypting Secrets at rest (minik8s.pki.encryption_keys' format); None: stored
+    # as plaintext.
+    encryption_key_file: Path | None = None
+    # Service-account tokens (apiserver.tokens): the RSA key that signs them (default: the
+    # PKI's sa.key), the public key(s) that verify them (default: sa.pub), the issuer
+    # (``iss``) and the audiences this server accepts (default: the issuer).
+    service_account_signing_key_file: Path | None = None
+    service_account_key_file: Path | None = None
+    service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
+    api_audiences: list[str] = field(default_factory=list)
+    # Admission plugins turned off (Kubernetes' --disable-admission-plugins); only
+    # "ServiceAccount" can be, for servers that run no serviceaccount controller.
+    disable_admission_plugins: list[str] = field(default_factory=list)
+
+    @property
+    def advertise_ip(self) -> str:
+        """The address the `kubernetes` Endpoints list: the first IP among
+        ``advertise_hosts``, else the first non-loopback address the server binds, else
+        127.0.0.1."""
+        def parsed(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+            try:
+                return ipaddress.ip_address(host)
+            except ValueError:
+                return None
+        for host in self.advertise_hosts:
+            ip = parsed(host)
+            if ip is not None and not ip.is_unspecified:
+                return str(ip)
+        for host in [self.bind_address, *self.extra_bind_addresses]:
+            ip = parsed(host)
+            if ip is not None and not ip.is_unspecified and not ip.is_loopback:
+                return str(ip)
+        return "127.0.0.1"
 
     @property
     def advertise_address(self) -> str:

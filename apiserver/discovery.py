@@ -15,6 +15,9 @@ _SUBRESOURCE = {
     "finalize": ({"verbs": ["update"]}, None),
     "log": ({"verbs": ["get"]}, None),
     "exec": ({"verbs": ["create", "get"]}, "PodExecOptions"),
+    "portforward": ({"verbs": ["create", "get"]}, "PodPortForwardOptions"),
+    "token": ({"verbs": ["create"], "group": "authentication.k8s.io", "version": "v1"},
+              "TokenRequest"),
 }
 
 

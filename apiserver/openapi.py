@@ -157,6 +157,7 @@ _SUBRESOURCES: dict[str, _Sub] = {
     "scale": _Sub(("get", "put", "patch"), body_kind=("autoscaling", "v1", "Scale")),
     "finalize": _Sub(("put",)),
     "binding": _Sub(("post",), body_kind=("", "v1", "Binding")),
+    "token": _Sub(("post",), body_kind=("authentication.k8s.io", "v1", "TokenRequest")),
     "eviction": _Sub(("post",), body_kind=("policy", "v1", "Eviction")),
     "log": _Sub(("get",), query=_LOG_Q, text=True),
     "exec": _Sub(("get", "post"), body_kind=("", "v1", "PodExecOptions"), connect=True,

@@ -19,7 +19,8 @@ _VERBS = {
 _SUBRESOURCE_VERBS = {
     "status": ("get", "patch", "update"), "scale": ("get", "patch", "update"),
     "binding": ("create",), "finalize": ("update",),
-    "log": ("get",), "exec": ("get", "create"),  # proxied to the kubelet (apiserver.proxy)
+    "log": ("get",), "exec": ("get", "create"), "token": ("create",),  # proxied to the kubelet (apiserver.proxy)
+    "portforward": ("get", "create"),  # proxied to the kubelet too
 }
 
 

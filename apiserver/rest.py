@@ -23,7 +23,8 @@ from minik8s.api.selectors import parse_field_selector, parse_label_selector
 
 from apiserver import strategy
 from apiserver.admission import Admission
-from apiserver.storage import KeyExists, KeyMissing, RevisionMismatch, Storage, Stored
+from apiserver.storage import (ClaimTaken, KeyExists, KeyMissing, RevisionMismatch, Storage,
+                               Stored)
 from apiserver.watchcache import WatchCaches
 
 PATCH_CONTENT_TYPES = {
@@ -90,6 +91,7 @@ class ResourceStore:
         self.admission = admission
         self.event_ttl = event_ttl
         self.node_ipam: Any = None  # apiserver.nodeipam.NodeCIDRAllocator, set by the app
+        self.service_alloc: Any = None  # apiserver.allocator.ServiceAllocator, set by the app
 
     # --- helpers ------------------------------------------------------------------
 
@@ -158,12 +160,18 @@ class ResourceStore:
         await self.admission.admit_create(rt, obj, opts)
         if self.node_ipam is not None and rt.kind == "Node" and not rt.group:
             await self.node_ipam.admit_create(obj, dry_run=opts.dry_run)
+        plan = None
+        if self.service_alloc is not None and rt.kind == "Service" and not rt.group:
+            plan = await self.service_alloc.admit_create(obj, dry_run=opts.dry_run)
         if opts.dry_run:
             return obj
         key = rt.storage_key(ns, md["name"])
         for attempt in range(8):
             try:
-                return (await self._insert(rt, key, obj)).obj
+                return (await self._insert(rt, key, obj, plan)).obj
+            except ClaimTaken as exc:
+                plan.retry(exc.keys)  # refuses a requested value, re-picks others
+                continue
             except KeyExists:
                 if md.get("generateName") and attempt < 7 and not opts.dry_run:
                     md["name"] = md["generateName"] + _random_suffix()
@@ -172,8 +180,9 @@ class ResourceStore:
                 raise AlreadyExists.object(rt.plural, rt.group, md["name"]) from None
         raise AlreadyExists.object(rt.plural, rt.group, md["name"])
 
-    async def _insert(self, rt: ResourceType, key: str, obj: Obj) -> Stored:
-        stored = await self.storage.create(key, obj, ttl=self._ttl(rt))
+    async def _insert(self, rt: ResourceType, key: str, obj: Obj, plan: Any = None) -> Stored:
+        stored = await self.storage.create(key, obj, ttl=self._ttl(rt),
+                                           claims=plan.claims() if plan else None)
         if self.node_ipam is not None and rt.kind == "Node" and not rt.group:
             self.node_ipam.created(stored.obj, stored.revision)
         return stored
@@ -316,17 +325,26 @@ class ResourceStore:
         await self.admission.admit_update(rt, new, old, opts, sub)
         if self.node_ipam is not None and rt.kind == "Node" and not rt.group and sub is None:
             await self.node_ipam.admit_update(new, old, dry_run=opts.dry_run)
+        plan = None
+        if self.service_alloc is not None and rt.kind == "Service" and not rt.group and \
+                sub is None and not _finalized(rt, new):
+            plan = await self.service_alloc.admit_update(new, old, dry_run=opts.dry_run)
         if _finalized(rt, new):
             if opts.dry_run:
                 return new
-            return await self._remove(rt, ns, name, expected)
+            return await self._remove(rt, ns, name, expected, old)
         if opts.dry_run:
             return new
-        if _without_rv(new) == _without_rv(old):
+        if not cur.stale and _without_rv(new) == _without_rv(old):
             return old  # nothing changed: no write, no event, same version
         try:
-            return (await self.storage.update(rt.storage_key(ns, name), new, expected,
-                                              ttl=self._ttl(rt))).obj
+            while True:
+                try:
+                    return (await self.storage.update(
+                        rt.storage_key(ns, name), new, expected, ttl=self._ttl(rt),
+                        claims=plan.claims() if plan else None)).obj
+                except ClaimTaken as exc:
+                    plan.retry(exc.keys)  # refuses a requested value, re-picks others
         except RevisionMismatch:
             raise Conflict.object(rt.plural, rt.group, name, _STALE) from None
         except KeyMissing:
@@ -411,7 +429,7 @@ class ResourceStore:
                 if opts.dry_run:
                     return obj, True
                 try:
-                    return await self._remove(rt, ns, name, cur.revision), True
+                    return await self._remove(rt, ns, name, cur.revision, cur.obj), True
                 except Conflict:
                     continue
             changed = bool(graceful)
@@ -438,9 +456,16 @@ class ResourceStore:
                 raise NotFound.object(rt.plural, rt.group, name) from None
         raise Conflict.object(rt.plural, rt.group, name, "too many concurrent changes")
 
-    async def _remove(self, rt: ResourceType, ns: str | None, name: str, expected: int) -> Obj:
+    async def _remove(self, rt: ResourceType, ns: str | None, name: str, expected: int,
+                      obj: Obj | None = None) -> Obj:
+        """Delete at ``expected``; ``obj`` (the object there) releases what it holds."""
+        claims = None
+        if obj is not None and self.service_alloc is not None and rt.kind == "Service" \
+                and not rt.group:
+            claims = self.service_alloc.release_all(obj)
         try:
-            return (await self.storage.delete(rt.storage_key(ns, name), expected)).obj
+            return (await self.storage.delete(rt.storage_key(ns, name), expected,
+                                              claims=claims)).obj
         except RevisionMismatch:
             raise Conflict.object(rt.plural, rt.group, name, _STALE) from None
         except KeyMissing:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-import yaml
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from minik8s.pki import ensure_pki
+from minik8s.wscompat import LenientWebSocketProtocol
+from minik8s.runtime import configfile
 
 from apiserver.app import create_app
 from apiserver.config import APIServerConfig
@@ -55,6 +56,7 @@ def uvicorn_config(config: APIServerConfig, app: Any | None = None) -> uvicorn.C
     return uvicorn.Config(
         app or create_app(config), host=config.bind_address, port=config.port,
         http=PeerCertHttpToolsProtocol, loop="uvloop", ssl_context_factory=lambda _cfg, _default: ctx,
+        ws=LenientWebSocketProtocol,  # kubectl's port-forward subprotocol is not a token
         ssl_certfile=None, lifespan="on", log_level="warning", access_log=False,
         timeout_keep_alive=90, timeout_graceful_shutdown=3)
 
@@ -62,14 +64,26 @@ def uvicorn_config(config: APIServerConfig, app: Any | None = None) -> uvicorn.C
 def parse_args(argv: list[str] | None) -> APIServerConfig:
     p = argparse.ArgumentParser(prog="minik8s apiserver",
                                 description="The minik8s API server (HTTPS, backed by etcd).")
-    p.add_argument("--config", type=Path, help="YAML file with the settings below "
-                   "(keys in snake_case); flags override it")
+    p.add_argument("--config", type=Path, help="YAML file whose keys are the flag names "
+                   "below (or APIServerConfig fields in snake_case); flags given on the "
+                   "command line win")
     p.add_argument("--etcd-servers", help="comma-separated etcd client URLs")
+    p.add_argument("--etcd-cafile", type=Path, help="CA of https:// etcd members")
+    p.add_argument("--etcd-certfile", type=Path, help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", type=Path, help="key of --etcd-certfile")
     p.add_argument("--bind-address")
     p.add_argument("--secure-port", type=int)
     p.add_argument("--pki-dir", type=Path)
     p.add_argument("--advertise-address", action="append", default=None,
-                   help="address or name to put in the serving certificate (repeatable)")
+                   help="address or name to put in the serving certificate (repeatable); "
+                        "the first IP is also the address of the `kubernetes` Endpoints "
+                        "(default: the first non-loopback address bound, or 127.0.0.1)")
+    p.add_argument("--service-cluster-ip-range", help="range ClusterIPs are allocated from "
+                   "(default 10.96.0.0/12)")
+    p.add_argument("--service-node-port-range", help="range node ports are allocated from "
+                   "(default 30000-32767)")
+    p.add_argument("--encryption-key-file", type=Path, help="keys that encrypt Secrets at "
+                   "rest (written by `minik8s up`; re-read when it changes)")
     p.add_argument("--token-auth-file", type=Path)
     p.add_argument("--event-ttl", type=int, help="seconds an Event is kept")
     p.add_argument("--compaction-interval", type=float, help="seconds between compactions")
@@ -84,20 +98,24 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
     p.add_argument("--kubelet-client-key", type=Path)
     p.add_argument("--kubelet-certificate-authority", type=Path,
                    help="CA of the kubelets' serving certificates (default: the cluster CA)")
+    p.add_argument("--service-account-signing-key-file", type=Path,
+                   help="RSA key that signs service-account tokens (default: PKI sa.key)")
+    p.add_argument("--service-account-key-file", type=Path,
+                   help="PEM public key(s) that verify service-account tokens "
+                        "(default: PKI sa.pub)")
+    p.add_argument("--service-account-issuer", help="iss of service-account tokens "
+                   "(default https://kubernetes.default.svc.cluster.local)")
+    p.add_argument("--api-audiences", help="comma-separated audiences tokens must name "
+                   "(default: the issuer)")
+    p.add_argument("--disable-admission-plugins", help="comma-separated admission plugins "
+                   "to turn off (ServiceAccount)")
     p.add_argument("-v", "--verbose", action="store_true")
-    a = p.parse_args(argv)
-    settings: dict[str, Any] = {}
-    if a.config:
-        try:
-            settings = yaml.safe_load(a.config.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            p.error(f"cannot read --config {a.config}: {exc}")
-        known = set(APIServerConfig.__dataclass_fields__)
-        unknown = set(settings) - known
-        if unknown:
-            p.error(f"unknown settings in {a.config}: {', '.join(sorted(unknown))}")
+    a = configfile.parse_args(p, argv, extra_keys=APIServerConfig.__dataclass_fields__)
+    settings: dict[str, Any] = dict(a.config_extras)
     overrides = {
         "etcd_servers": a.etcd_servers.split(",") if a.etcd_servers else None,
+        "etcd_cafile": a.etcd_cafile, "etcd_certfile": a.etcd_certfile,
+        "etcd_keyfile": a.etcd_keyfile,
         "bind_address": a.bind_address, "port": a.secure_port, "pki_dir": a.pki_dir,
         "advertise_hosts": a.advertise_address, "token_auth_file": a.token_auth_file,
         "event_ttl_seconds": a.event_ttl, "compaction_interval_seconds": a.compaction_interval,
@@ -106,12 +124,27 @@ def parse_args(argv: list[str] | None) -> APIServerConfig:
         "kubelet_client_certificate": a.kubelet_client_certificate,
         "kubelet_client_key": a.kubelet_client_key,
         "kubelet_certificate_authority": a.kubelet_certificate_authority,
+        "service_cluster_ip_range": a.service_cluster_ip_range,
+        "service_node_port_range": a.service_node_port_range,
+        "encryption_key_file": a.encryption_key_file,
+        "service_account_signing_key_file": a.service_account_signing_key_file,
+        "service_account_key_file": a.service_account_key_file,
+        "service_account_issuer": a.service_account_issuer,
+        "api_audiences": a.api_audiences.split(",") if a.api_audiences else None,
+        "disable_admission_plugins": (a.disable_admission_plugins.split(",")
+                                      if a.disable_admission_plugins else None),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     for k in ("pki_dir", "token_auth_file", "kubelet_client_certificate", "kubelet_client_key",
-              "kubelet_certificate_authority"):
+              "kubelet_certificate_authority", "etcd_cafile", "etcd_certfile", "etcd_keyfile",
+              "service_account_signing_key_file", "service_account_key_file",
+              "encryption_key_file"):
         if isinstance(settings.get(k), str):
             settings[k] = Path(settings[k]).expanduser()
+    unknown_plugins = set(settings.get("disable_admission_plugins") or []) - {"ServiceAccount"}
+    if unknown_plugins:
+        p.error(f"--disable-admission-plugins: unknown plugins {', '.join(sorted(unknown_plugins))}"
+                f" (known: ServiceAccount)")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return APIServerConfig(**settings)

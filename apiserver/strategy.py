@@ -67,10 +67,25 @@ def prepare_create(rt: ResourceType, obj: Obj) -> None:
         obj.pop("status", None)
     if rt.kind == "Pod":
         obj["status"] = {"phase": "Pending"}
+    elif rt.kind == "Service" and not rt.group:
+        obj["status"] = {"loadBalancer": {}}  # as Kubernetes shows every Service
     elif rt.kind == "Namespace":
         spec = obj.setdefault("spec", {})
         spec.setdefault("finalizers", ["kubernetes"])
         obj["status"] = {"phase": "Active"}
+
+
+def stamp_requester(rt: ResourceType, obj: Obj, user: str, groups: list[str]) -> None:
+    """A CertificateSigningRequest records who asked, from the request's authentication:
+    what the body says about it is replaced (Kubernetes' CSR strategy does the same)."""
+    if rt.kind != "CertificateSigningRequest":
+        return
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        spec.pop("uid", None)
+        spec.pop("extra", None)
+        spec["username"] = user
+        spec["groups"] = list(groups)
 
 
 def allow_create_on_update(rt: ResourceType) -> bool:
@@ -103,6 +118,9 @@ def prepare_update(rt: ResourceType, new: Obj, old: Obj, sub: str | None) -> Obj
             for k in ("labels", "annotations"):
                 if k in new["metadata"]:
                     out["metadata"][k] = new["metadata"][k]
+    elif sub == "approval":  # a CSR's Approved/Denied conditions, nothing else
+        conditions = (new.get("status") or {}).get("conditions")
+        out.setdefault("status", {})["conditions"] = conditions or []
     elif sub == "finalize":
         out.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
     else:
@@ -112,20 +130,44 @@ def prepare_update(rt: ResourceType, new: Obj, old: Obj, sub: str | None) -> Obj
 
 def _keep_allocations(new: Obj, old: Obj) -> None:
     """A Service replaced without its allocated ClusterIP or node ports keeps them
-    (``kubectl replace`` of a manifest that never named them), as Kubernetes does."""
+    (``kubectl replace`` of a manifest that never named them), as Kubernetes does; and a
+    change of type drops what the new type cannot have, unless the write set it itself
+    (Kubernetes' ``dropTypeDependentFields``): node ports when leaving NodePort and
+    LoadBalancer, the ClusterIP when becoming ExternalName. The allocator then releases
+    what was dropped, in the same transaction."""
     spec, old_spec = new.get("spec"), old.get("spec") or {}
-    if not isinstance(spec, dict):
+    if not isinstance(spec, dict) or not isinstance(old_spec, dict):
         return
-    for key in ("clusterIP", "clusterIPs"):
-        if not spec.get(key) and old_spec.get(key):
-            spec[key] = copy.deepcopy(old_spec[key])
+    svc_type = spec.get("type") or "ClusterIP"
+    old_type = old_spec.get("type") or "ClusterIP"
+    if svc_type == "ExternalName":
+        if old_type != "ExternalName":
+            for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+                if key in spec and spec[key] in (old_spec.get(key), "", None, []):
+                    del spec[key]
+    else:
+        for key in ("clusterIP", "clusterIPs"):
+            if not spec.get(key) and old_spec.get(key):
+                spec[key] = copy.deepcopy(old_spec[key])
     old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
                  for p in old_spec.get("ports") or [] if isinstance(p, dict)}
+    node_port_type = svc_type in ("NodePort", "LoadBalancer")
     for port in spec.get("ports") or []:
-        if isinstance(port, dict) and not port.get("nodePort"):
-            node_port = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
-            if node_port and spec.get("type") in ("NodePort", "LoadBalancer"):
-                port["nodePort"] = node_port
+        if not isinstance(port, dict):
+            continue
+        node_port = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
+        if node_port_type and not port.get("nodePort") and node_port:
+            port["nodePort"] = node_port
+        elif not node_port_type and old_type in ("NodePort", "LoadBalancer") and \
+                port.get("nodePort") in (node_port, 0):
+            port.pop("nodePort", None)
+    if not node_port_type and old_type in ("NodePort", "LoadBalancer"):
+        if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+            spec.pop("externalTrafficPolicy", None)
+    if svc_type != "LoadBalancer" and old_type == "LoadBalancer":
+        if spec.get("allocateLoadBalancerNodePorts") == old_spec.get(
+                "allocateLoadBalancerNodePorts"):
+            spec.pop("allocateLoadBalancerNodePorts", None)
 
 
 # --- scale subresource ---------------------------------------------------------------
@@ -247,5 +289,5 @@ def on_delete_pending(rt: ResourceType, obj: Obj) -> bool:
     return False
 
 
-__all__ = ["default_propagation", "tracks_generation", "prepare_create", "allow_create_on_update", "prepare_update", "view", "scale_of",
+__all__ = ["stamp_requester", "default_propagation", "tracks_generation", "prepare_create", "allow_create_on_update", "prepare_update", "view", "scale_of",
            "apply_scale", "bind", "graceful_delete", "pending_finalizers", "on_delete_pending"]

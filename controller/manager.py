@@ -22,6 +22,7 @@ from minik8s.client import Client
 from minik8s.client.events import EventRecorder
 from minik8s.runtime import LeaderElector, Manager, RealClock
 from minik8s.runtime.leaderelection import default_identity
+from minik8s.runtime import configfile
 from minik8s.runtime.process import run_daemon, run_until_signalled
 
 log = logging.getLogger("controller-manager")
@@ -40,6 +41,11 @@ CONTROLLERS: dict[str, str] = {
     "nodelifecycle": "controller.nodelifecycle:new",
     "daemonset": "controller.daemonset:new",
     "statefulset": "controller.statefulset:new",
+    "certificates": "controller.certificates:new",
+    "endpoints": "controller.endpoints:new",
+    "horizontalpodautoscaling": "controller.hpa:new",
+    "serviceaccount": "controller.serviceaccount:new",
+    "root-ca-cert-publisher": "controller.serviceaccount:new_root_ca_publisher",
 }
 
 
@@ -56,6 +62,17 @@ class ControllerManagerConfig:
     # Garbage collection of finished Jobs is per Job (ttlSecondsAfterFinished); terminated
     # pods beyond this count are deleted.
     terminated_pod_gc_threshold: int = 12500
+    # The CA that signs nodes' certificates (CSRs of the kubelet signers); none: no signing.
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
+    # HorizontalPodAutoscaler: how often each HPA is evaluated, the default scale-down
+    # stabilization window (an HPA's behavior overrides it) and the tolerance (seconds).
+    horizontal_pod_autoscaler_sync_period: float = 15.0
+    horizontal_pod_autoscaler_downscale_stabilization: float = 300.0
+    horizontal_pod_autoscaler_tolerance: float = 0.1
+    # The CA bundle published as ConfigMap kube-root-ca.crt in every namespace (default:
+    # the CA of the controller-manager's kubeconfig).
+    root_ca_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,7 +137,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),
                            default=f.default)
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return configfile.parse_args(p, argv)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Callable
 
-from minik8s.cli import local
+from minik8s.cli import cluster, encryption, local
 
 # component name -> "module:function" taking argv and returning an exit code
 COMPONENTS: dict[str, str] = {
@@ -18,6 +18,7 @@ COMPONENTS: dict[str, str] = {
     "kubelet": "kubelet.main:main",
     "scheduler": "scheduler.main:main",
     "controller-manager": "controller.manager:main",
+    "kube-proxy": "kubeproxy.main:main",
 }
 
 
@@ -47,12 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--controller-manager-arg", action="append", default=[], metavar="ARG",
                     help="extra controller-manager flag, repeatable (e.g. "
                          "--controller-manager-arg=--node-monitor-grace-period=10)")
+    up.add_argument("--proxy-mode", choices=("iptables", "userspace"),
+                    help="kube-proxy backend on every node (default: iptables when it works, "
+                         "else userspace; remembered by later `up` runs)")
     down = sub.add_parser("down", help="stop everything `up` started")
     down.add_argument("--home")
     down.add_argument("--purge", action="store_true",
                       help="also delete the cluster's data (etcd, PKI, kubeconfig)")
     status = sub.add_parser("status", help="show what `up` started and whether it runs")
     status.add_argument("--home")
+    encryption.add_parser(sub)
+    cluster.add_commands(sub)
     for name in COMPONENTS:
         sub.add_parser(name, help=f"run the {name} in the foreground", add_help=False)
     a = p.parse_args(argv)
@@ -63,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "up":
             return local.up(local.Home.at(a.home), nodes=a.nodes,
                             etcd_servers=a.etcd_servers, port=a.port,
-                            controller_manager_args=a.controller_manager_arg)
+                            controller_manager_args=a.controller_manager_arg,
+                            proxy_mode=a.proxy_mode)
         if a.command == "down":
             return local.down(local.Home.at(a.home), purge=a.purge)
         if a.command == "status":
             return local.status(local.Home.at(a.home))
+        if a.command == "rotate-encryption-key":
+            return encryption.run(a, local.Home.at(a.home).root)
+        if a.command in cluster.COMMANDS:
+            return cluster.run(a)
     except local.ClusterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
