@@ -694,7 +694,8 @@ class ClusterDNS:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*self._tcp_tasks, return_exceptions=True)
-                await tcp.wait_closed()
+                # bounded: from Python 3.12 it also waits for every accepted connection
+                await asyncio.wait_for(tcp.wait_closed(), 5)
             self.ready.clear()
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, asyncio.Server]:

@@ -11,19 +11,20 @@ SIGTERM/SIGINT remove our rules (or close the listeners and unbind the ClusterIP
 0; the service bridge stays, so ClusterIP traffic keeps dying here rather than leaking.
 ``--cleanup`` removes rules, addresses and the bridge, and exits. The node's cluster DNS
 (``kubeproxy.dns``) runs in the same process, over the same Service and Endpoints caches,
-when that module is present."""
+in a loop of its own: a DNS failure (port 53 taken, no node address yet) is logged and
+retried with backoff, and never ends service proxying, whose clean exit would remove every
+rule. DNS listens on the node's address (``--node-ip`` or the Node's InternalIP), never a
+guessed one: a resolver lookup of the host name may leave the machine, and loopback is
+useless to pods."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib
 import ipaddress
 import logging
-import socket
 import sys
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from kubeproxy import iptables, netsetup
 from minik8s.runtime import configfile
@@ -52,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "masqueraded (default %(default)s)")
     p.add_argument("--node-ip", default="",
                    help="the node's address, where cluster DNS listens (default: the Node's "
-                        "InternalIP)")
+                        "InternalIP; without either, DNS is not started and retried)")
     p.add_argument("--masquerade-all", action="store_true",
                    help="masquerade all traffic to ClusterIPs")
     p.add_argument("--min-sync-period", type=float, default=0.5,
@@ -103,28 +104,45 @@ async def choose_mode(requested: str | None) -> str:
     return "iptables"
 
 
+class NodeIPUnknown(Exception):
+    """Neither ``--node-ip`` nor an InternalIP on the Node object: DNS has no address."""
+
+
 async def _node_ip(client: Any, args: argparse.Namespace) -> str:
     if args.node_ip:
         return args.node_ip
-    with contextlib.suppress(Exception):
-        node = await client.get("nodes", args.node_name)
-        for addr in (node.get("status") or {}).get("addresses") or []:
-            if addr.get("type") == "InternalIP" and addr.get("address"):
-                return str(addr["address"])
-    with contextlib.suppress(OSError):
-        return socket.gethostbyname(socket.gethostname())
-    return "127.0.0.1"
-
-
-def _dns_class() -> Any:
-    """``kubeproxy.dns.ClusterDNS`` when this build has it."""
+    from minik8s.client import NotFound
     try:
-        module = importlib.import_module("kubeproxy.dns")
-    except ModuleNotFoundError as exc:
-        if exc.name == "kubeproxy.dns":
-            return None
-        raise
-    return getattr(module, "ClusterDNS", None)
+        node = await client.get("nodes", args.node_name)
+    except NotFound:
+        raise NodeIPUnknown(f"node {args.node_name} is not registered and --node-ip is not "
+                            "set: pass --node-ip (the address pods reach this node on)") from None
+    for addr in (node.get("status") or {}).get("addresses") or []:
+        if addr.get("type") == "InternalIP" and addr.get("address"):
+            return str(addr["address"])
+    raise NodeIPUnknown(f"node {args.node_name} has no InternalIP address and --node-ip is "
+                        "not set: pass --node-ip (the address pods reach this node on)")
+
+
+async def run_dns(make: Callable[[], Awaitable[Any]], *,
+                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                  first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+    """Serve the cluster DNS that ``make()`` builds until cancelled; any failure to build or
+    bind it (or a server that stops) is logged and retried after a doubling delay."""
+    delay = first_delay
+    while True:
+        try:
+            dns = await make()
+            await dns.start()  # serves until cancelled
+            log.error("cluster DNS stopped; restarting in %.0fs", delay)
+        except asyncio.CancelledError:
+            raise
+        except NodeIPUnknown as exc:
+            log.error("cluster DNS not started, retrying in %.0fs: %s", delay, exc)
+        except Exception as exc:
+            log.error("cluster DNS failed, retrying in %.0fs: %s", delay, exc)
+        await sleep(delay)
+        delay = min(delay * 2, max_delay)
 
 
 def build_backend(mode: str, args: argparse.Namespace, masquerade_all: bool) -> Any:
@@ -168,25 +186,21 @@ async def run(args: argparse.Namespace) -> int:
     proxier = Proxier(client, backend, min_sync_period=args.min_sync_period,
                       sync_period=args.sync_period, before_sync=before_sync)
 
+    async def make_dns() -> Any:
+        from kubeproxy.dns import ClusterDNS
+        return ClusterDNS(proxier.services.store, proxier.endpoints.store,
+                          listen=await _node_ip(client, args), port=args.dns_port,
+                          domain=args.cluster_domain)
+
     async def main() -> None:
-        tasks = [asyncio.get_running_loop().create_task(proxier.start(), name="proxier")]
-        dns_cls = _dns_class() if args.dns_port else None
-        if dns_cls is not None:
-            node_ip = await _node_ip(client, args)
-            dns = dns_cls(proxier.services.store, proxier.endpoints.store, listen=node_ip,
-                          port=args.dns_port, domain=args.cluster_domain)
-            tasks.append(asyncio.get_running_loop().create_task(dns.start(), name="dns"))
-            log.info("cluster DNS on %s:%d", node_ip, args.dns_port)
-        elif args.dns_port:
-            log.warning("no cluster DNS in this build (kubeproxy/dns.py is missing)")
+        loop = asyncio.get_running_loop()
+        dns = loop.create_task(run_dns(make_dns), name="dns") if args.dns_port else None
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                t.result()
+            await proxier.start()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if dns is not None:
+                dns.cancel()
+                await asyncio.gather(dns, return_exceptions=True)
 
     async def stop() -> None:
         try:
@@ -209,4 +223,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "run", "parse_args", "cleanup", "choose_mode"]
+__all__ = ["main", "run", "parse_args", "cleanup", "choose_mode", "run_dns", "NodeIPUnknown"]

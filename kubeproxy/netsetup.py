@@ -21,7 +21,6 @@ bridge (and with it the route and any bound ClusterIP)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -142,18 +141,7 @@ def enable_route_localnet(devices: list[str]) -> list[str]:
     return changed
 
 
-def enable_forwarding() -> None:
-    with contextlib.suppress(OSError):
-        path = Path("/proc/sys/net/ipv4/ip_forward")
-        if path.read_text().strip() != "1":
-            path.write_text("1")
-
-
-async def in_thread(fn, *args):  # small helper: netlink calls are short and blocking
-    return await asyncio.to_thread(fn, *args)
-
-
 __all__ = ["ensure_service_bridge", "teardown_service_bridge", "set_bound_addresses",
            "bound_addresses", "enable_bridge_netfilter", "pod_facing_devices",
-           "enable_route_localnet", "enable_forwarding", "SERVICE_BRIDGE",
+           "enable_route_localnet", "SERVICE_BRIDGE",
            "POD_BRIDGE"]

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0
 BUFFER = 256 * 1024
+AFFINITY_PRUNE_MIN = 64
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Balancer:
     clock: Callable[[], float] = time.monotonic
     _next: int = 0
     _affinity: dict[str, tuple[Endpoint, float]] = field(default_factory=dict)
+    _prune_at: int = AFFINITY_PRUNE_MIN
 
     def update(self, endpoints: tuple[Endpoint, ...], affinity_timeout: int | None) -> None:
         if endpoints != self.endpoints:
@@ -59,6 +61,8 @@ class Balancer:
             return []
         now = self.clock()
         if self.affinity_timeout:
+            if len(self._affinity) >= self._prune_at:
+                self._prune(now)
             held = self._affinity.get(client_ip)
             if held and held[0] in eps and now - held[1] < self.affinity_timeout:
                 self._affinity[client_ip] = (held[0], now)
@@ -70,6 +74,13 @@ class Balancer:
         if self.affinity_timeout:
             self._affinity[client_ip] = (order[0], now)
         return order
+
+    def _prune(self, now: float) -> None:
+        """Forget clients whose affinity has expired. Run when the table has doubled since
+        the last pass, so each choose() pays O(1) amortised however many clients come."""
+        timeout = self.affinity_timeout or 0
+        self._affinity = {ip: v for ip, v in self._affinity.items() if now - v[1] < timeout}
+        self._prune_at = max(AFFINITY_PRUNE_MIN, 2 * len(self._affinity))
 
     def connected(self, client_ip: str, endpoint: Endpoint) -> None:
         """The endpoint actually used (after skipping failed ones) keeps the client."""
@@ -243,11 +254,14 @@ class _Splice:
 class _Listener:
     """A listening socket whose accepts are handled in the loop's reader callback."""
 
-    def __init__(self, host: str, port: int, balancer: Balancer, key: str):
+    def __init__(self, host: str, port: int, balancer: Balancer, key: str,
+                 connections: set[_Splice]):
         self.host, self.port, self.balancer, self.key = host, port, balancer, key
         self.loop = asyncio.get_running_loop()
         self.sock: socket.socket | None = None
-        self.connections: set[_Splice] = set()
+        # the backend's set: a connection outlives its listener (closed when the port's
+        # endpoints went away) and is still ended by the backend's close()
+        self.connections = connections
 
     async def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -286,11 +300,6 @@ class _Listener:
             self.sock.close()
             self.sock = None
 
-    def abort_connections(self) -> None:
-        for splice in list(self.connections):
-            splice.close()
-        self.connections.clear()
-
 
 class UserspaceBackend:
     """Listeners for a service map; ``sync`` adds, updates and removes them in place, so
@@ -305,6 +314,7 @@ class UserspaceBackend:
         self.manage_addresses = manage_addresses
         self._balancers: dict[str, Balancer] = {}
         self._listeners: dict[tuple[str, int], _Listener] = {}
+        self._connections: set[_Splice] = set()  # of every listener, open or closed
         self._warned: set[str] = set()
 
     async def sync(self, ports: list[ServicePort]) -> None:
@@ -340,7 +350,8 @@ class UserspaceBackend:
         for addr, sp in wanted.items():
             if addr in self._listeners:
                 continue
-            lst = _Listener(addr[0], addr[1], self._balancers[sp.key], sp.key)
+            lst = _Listener(addr[0], addr[1], self._balancers[sp.key], sp.key,
+                            self._connections)
             try:
                 await lst.start()
             except OSError as exc:
@@ -352,11 +363,17 @@ class UserspaceBackend:
     def listening(self) -> list[tuple[str, int]]:
         return sorted(self._listeners)
 
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
     async def close(self) -> None:
         for lst in self._listeners.values():
-            lst.abort_connections()
             await lst.close()
         self._listeners.clear()
+        for splice in list(self._connections):
+            splice.close()
+        self._connections.clear()
         if self.manage_addresses:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(netsetup.set_bound_addresses, set(), self.bridge)

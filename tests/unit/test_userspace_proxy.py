@@ -10,7 +10,7 @@ import asyncio
 import socket
 
 from kubeproxy.servicemap import Endpoint, ServicePort
-from kubeproxy.userspace import UserspaceBackend
+from kubeproxy.userspace import Balancer, UserspaceBackend
 
 BIG = 3 * 1024 * 1024 + 17
 
@@ -90,3 +90,55 @@ async def test_splice_round_robin_refused_endpoint_and_close():
     for s in (a, b):
         s.close()
         await s.wait_closed()
+
+
+async def test_close_ends_connections_of_a_listener_already_gone():
+    """Endpoints went to zero: the listener closes, its open connection goes on, and the
+    backend's close() still ends it."""
+    a, pa = await server("a")
+    node_port = free_port()
+    backend = UserspaceBackend(node_port_address="127.0.0.1", manage_addresses=False)
+    try:
+        await backend.sync(port_map(node_port, [pa]))
+        r, w = await asyncio.open_connection("127.0.0.1", node_port)
+        w.write(b"partial")
+        await w.drain()
+        for _ in range(200):  # accepted and connected upstream
+            if backend.connection_count:
+                break
+            await asyncio.sleep(0.01)
+        assert backend.connection_count == 1
+        await backend.sync(port_map(node_port, []))
+        assert backend.listening == []
+        assert backend.connection_count == 1  # established connections survive the change
+    finally:
+        await backend.close()
+    assert backend.connection_count == 0
+    try:
+        assert await asyncio.wait_for(r.read(), 10) == b""
+    except ConnectionResetError:
+        pass  # ended either way: closed with the client's bytes unread is a reset
+    w.close()
+    a.close()
+    await a.wait_closed()
+
+
+def test_expired_affinity_entries_are_dropped_as_clients_come():
+    now = [0.0]
+    eps = (Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80))
+    bal = Balancer(clock=lambda: now[0])
+    bal.update(eps, 10)
+    for i in range(1000):
+        bal.choose(f"10.1.{i // 256}.{i % 256}")
+    assert len(bal._affinity) == 1000  # all within their timeout: all kept
+    now[0] = 11.0
+    for i in range(1000):  # new clients, the old ones expired meanwhile
+        bal.choose(f"10.2.{i // 256}.{i % 256}")
+    assert len(bal._affinity) <= 1000 + 1
+    assert not any(ip.startswith("10.1.") for ip in bal._affinity)
+    # a client still within its timeout keeps its endpoint through a pruning pass
+    first = bal.choose("10.3.0.1")[0]
+    now[0] = 15.0
+    for i in range(5000):
+        bal.choose(f"10.4.{i // 256}.{i % 256}")
+    assert bal.choose("10.3.0.1")[0] == first
