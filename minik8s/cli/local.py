@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from minik8s.cli import encryption
 from minik8s.client.kubeconfig import write_kubeconfig
 from minik8s.pki import PKIPaths, cluster_id, ensure_pki, issue_node_cert
 
@@ -176,22 +177,74 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket on ``port`` (any address): a
+    connect that succeeds may reach another program, such as another cluster's etcd."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return False
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) in inodes for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+def _etcd_ports(settings: dict) -> tuple[int, int]:
+    """Client and peer port for our etcd: the recorded ones (else 2379 and 2380) when free,
+    a free one instead of each that another program holds."""
+    ports = []
+    for key, default in (("etcd_client_port", 2379), ("etcd_peer_port", 2380)):
+        want = settings.get(key) or default
+        if _port_free("127.0.0.1", want) and want not in ports:
+            ports.append(want)
+            continue
+        other = free_port()
+        print(f"etcd: port {want} is taken by another program; using {other}")
+        ports.append(other)
+    return ports[0], ports[1]
+
+
 # --- components -----------------------------------------------------------------------------
 
 
-def etcd_command(data_dir: Path, client_port: int, peer_port: int, name: str = "minik8s") -> list[str]:
+def etcd_command(data_dir: Path, client_port: int, peer_port: int, name: str = "minik8s", *,
+                 host: str = "127.0.0.1", tls: dict[str, Path] | None = None,
+                 initial_cluster: str | None = None) -> list[str]:
+    """etcd on ``host`` (and loopback). With ``tls`` (keys ``ca``, ``cert``, ``key``,
+    ``peer_cert``, ``peer_key``) it speaks https only, client and peer certificates
+    required and checked against ``ca``. ``initial_cluster``: ``name=peerURL,...`` of
+    every member (default: this one alone)."""
     binary = shutil.which("etcd")
     if binary is None:
         raise ClusterError("etcd is not installed (Debian: apt-get install -y etcd-server), "
                            "or pass --etcd-servers")
-    client = f"http://127.0.0.1:{client_port}"
-    peer = f"http://127.0.0.1:{peer_port}"
+    scheme = "https" if tls else "http"
+    client = f"{scheme}://{host}:{client_port}"
+    listen = client if host == "127.0.0.1" else f"{client},{scheme}://127.0.0.1:{client_port}"
+    peer = f"{scheme}://{host}:{peer_port}"
+    secure: list[str] = []
+    if tls:
+        secure = ["--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
+                  "--client-cert-auth", "--trusted-ca-file", str(tls["ca"]),
+                  "--peer-cert-file", str(tls["peer_cert"]),
+                  "--peer-key-file", str(tls["peer_key"]),
+                  "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls["ca"])]
     return [binary, "--name", name, "--data-dir", str(data_dir),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-client-urls", listen, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{name}={peer}",
+            "--initial-cluster", initial_cluster or f"{name}={peer}",
             "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
-            "--quota-backend-bytes", str(4 * 1024 ** 3), "--log-level", "warn"]
+            "--quota-backend-bytes", str(4 * 1024 ** 3), "--log-level", "warn", *secure]
 
 
 def _wait_ready(url: str, ca: Path, timeout: float, what: str, home: Home, name: str) -> None:
@@ -217,9 +270,10 @@ def _python_component(component: str, *args: str) -> list[str]:
 
 
 def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int = 6443,
-       controller_manager_args: list[str] | None = None) -> int:
+       controller_manager_args: list[str] | None = None, proxy_mode: str | None = None) -> int:
     """``controller_manager_args``: extra flags for the controller-manager (such as
-    ``--node-monitor-grace-period=10``), used when ``up`` starts it."""
+    ``--node-monitor-grace-period=10``), used when ``up`` starts it. ``proxy_mode``:
+    kube-proxy's backend (iptables or userspace; default: its automatic choice)."""
     for d in (home.root, home.logs, home.run):
         d.mkdir(parents=True, exist_ok=True)
     settings = _load_settings(home)
@@ -229,18 +283,7 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
         settings["etcd_servers"] = etcd_servers
         settings.pop("etcd_client_port", None)
     elif "etcd_servers" not in settings or settings.get("etcd_client_port"):
-        client_port = settings.get("etcd_client_port") or (2379 if _port_free("127.0.0.1", 2379)
-                                                           else free_port())
-        peer_port = settings.get("etcd_peer_port") or (2380 if _port_free("127.0.0.1", 2380)
-                                                       else free_port())
-        settings.update(etcd_client_port=client_port, etcd_peer_port=peer_port,
-                        etcd_servers=f"http://127.0.0.1:{client_port}")
-        if running_pid(home, "etcd") is None:
-            home.etcd_data.mkdir(parents=True, exist_ok=True)
-            os.chmod(home.etcd_data, 0o700)
-            spawn(home, "etcd", etcd_command(home.etcd_data, client_port, peer_port))
-            started.append(f"etcd       http://127.0.0.1:{client_port}  (data {home.etcd_data})")
-        _wait_tcp("127.0.0.1", client_port, 30, home, "etcd")
+        _ensure_etcd(home, settings, started)
 
     port = settings.get("port", port)
     settings["port"] = port
@@ -256,19 +299,30 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
         s = net.settings
         node_args = ["--extra-bind-address", s.bridge_ip, "--advertise-address", s.bridge_ip,
                      "--cluster-cidr", s.cluster_cidr]
-    if running_pid(home, "apiserver") is None:
+    spawned_apiserver = running_pid(home, "apiserver") is None
+    if spawned_apiserver:
         if not _port_free("127.0.0.1", port):
-            raise ClusterError(f"port {port} is taken by another program; use --port")
+            raise ClusterError(f"the API server's port {port} is taken by another program; "
+                               "use --port")
+        key_file = home.root / encryption.KEY_FILE_NAME  # Secrets at rest; mode 0600
+        encryption.ensure_key_file(key_file)
         spawn(home, "apiserver", _python_component(
             "apiserver", "--etcd-servers", settings["etcd_servers"], "--secure-port", str(port),
-            "--pki-dir", str(home.pki), *node_args))
+            "--pki-dir", str(home.pki), "--encryption-key-file", str(key_file), *node_args))
         settings["apiserver_node_args"] = node_args
         _save_settings(home, settings)
         started.append(f"apiserver  {server}")
     elif net is not None and settings.get("apiserver_node_args") != node_args:
         raise ClusterError("the running API server was started without nodes and does not "
                            "listen on the node bridge; run `minik8s down` first")
-    _wait_ready(f"{server}/readyz", pki.ca_cert, 60, "the API server", home, "apiserver")
+    try:  # our CA only: another cluster's API server on the port never passes as ours
+        _wait_ready(f"{server}/readyz", pki.ca_cert, 60, "the API server", home, "apiserver")
+    except ClusterError:
+        if spawned_apiserver and running_pid(home, "apiserver") is None \
+                and not _port_free("127.0.0.1", port):
+            raise ClusterError(f"the API server's port {port} was taken by another program "
+                               "meanwhile; use --port") from None
+        raise
 
     kubelets: list[str] = []
     restarted: list[str] = []  # node components started before that had exited
@@ -276,10 +330,13 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
         _ensure_docker(home, started)
         _ensure_images()
         kubelets = _start_nodes(home, net, pki, port, nodes, started, restarted)
+        _start_kube_proxies(home, net, pki, port, started, restarted, proxy_mode)
     _start_control_plane(home, pki, server, started, restarted,
-                         {"controller-manager": list(controller_manager_args or [])})
+                         {"controller-manager": ["--root-ca-file", str(pki.ca_cert),
+                                                 *(controller_manager_args or [])]})
     if net is not None:
         _sync_host_routes(home, net, pki, server, wait_for=kubelets)
+        _ensure_service_route(home, net)
 
     if started:
         print("started:")
@@ -424,6 +481,80 @@ def _start_nodes(home: Home, net, pki: PKIPaths, port: int, nodes: int,
     return running
 
 
+# --- kube-proxy ---------------------------------------------------------------------------
+
+SERVICE_CIDR = "10.96.0.0/12"
+
+
+def _start_kube_proxies(home: Home, net, pki: PKIPaths, port: int, started: list[str],
+                        restarted: list[str], proxy_mode: str | None) -> None:
+    """One kube-proxy per node, in the node's namespace next to its kubelet, with the
+    kube-proxy identity. The mode asked for is remembered for later ``up`` runs."""
+    if not _component_available("kube-proxy"):
+        return
+    settings = _load_settings(home)
+    if proxy_mode:
+        settings["proxy_mode"] = proxy_mode
+        _save_settings(home, settings)
+    mode = settings.get("proxy_mode")
+    s = net.settings
+    cert, key = pki.pair("kube-proxy")
+    kubeconfig = write_kubeconfig(
+        home.root / "components" / "kube-proxy.kubeconfig",
+        server=f"https://{s.bridge_ip}:{port}", ca_pem=pki.ca_cert.read_bytes(),
+        cert_pem=cert.read_bytes(), key_pem=key.read_bytes(), user_name="system:kube-proxy",
+        cluster_name="minik8s")
+    for i in net.node_indices():
+        name, ip, namespace = _node_name(i), s.node_ip(i), s.namespace(i)
+        proc = f"kube-proxy-{name}"
+        if running_pid(home, proc) is not None:
+            continue
+        before = home.pidfile(proc).exists()
+        cmd = _python_component(
+            "kube-proxy", "--node-name", name, "--kubeconfig", str(kubeconfig),
+            "--node-ip", ip, "--cluster-cidr", s.cluster_cidr, "--service-cidr", SERVICE_CIDR,
+            *(["--proxy-mode", mode] if mode else []))
+        spawn(home, proc, ["ip", "netns", "exec", namespace, *cmd], shows=cmd)
+        (restarted if before else started).append(
+            f"{'kube-proxy':<10} {name} ({mode or 'automatic'} mode)")
+
+
+def _ensure_service_route(home: Home, net) -> None:
+    """Host -> ClusterIP: the service CIDR via node-1, whose kube-proxy masquerades the
+    host's connections, so replies come back the same way. Recorded, removed by ``down``;
+    a route another cluster on this machine holds is left alone."""
+    indices = net.node_indices()
+    if not indices or not _component_available("kube-proxy"):
+        return
+    s = net.settings
+    via = s.node_ip(indices[0])
+    settings = _load_settings(home)
+    have = subprocess.run(["ip", "-4", "route", "show", "exact", SERVICE_CIDR],
+                          capture_output=True, text=True).stdout.strip()
+    if have and settings.get("service_route", {}).get("via") != via:
+        print(f"warning: the host already routes {SERVICE_CIDR} ({have}); ClusterIPs of this "
+              f"cluster are not reachable from the host", file=sys.stderr)
+        return
+    settings["service_route"] = {"cidr": SERVICE_CIDR, "via": via, "dev": s.bridge}
+    _save_settings(home, settings)
+    out = subprocess.run(["ip", "route", "replace", SERVICE_CIDR, "via", via, "dev", s.bridge,
+                          "proto", "77"], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"warning: routing {SERVICE_CIDR} via {via}: {out.stderr.strip()}",
+              file=sys.stderr)
+
+
+def _remove_service_route(home: Home) -> str | None:
+    settings = _load_settings(home)
+    route = settings.pop("service_route", None)
+    if not route:
+        return None
+    subprocess.run(["ip", "route", "del", route["cidr"], "via", route["via"], "dev",
+                    route["dev"], "proto", "77"], capture_output=True)
+    _save_settings(home, settings)
+    return f"route {route['cidr']}"
+
+
 # Control-plane components `up` runs beside the API server: name -> (PKI identity, user).
 _CONTROL_PLANE = {
     "scheduler": ("scheduler", "system:kube-scheduler"),
@@ -520,16 +651,55 @@ def _remove_pod_containers(home: Home, net, pki: PKIPaths, server: str | None) -
     return len(ids)
 
 
-def _wait_tcp(host: str, port: int, timeout: float, home: Home, name: str) -> None:
+def _ensure_etcd(home: Home, settings: dict, started: list[str]) -> None:
+    """Our own etcd, recorded in ``settings``. Ports another program holds are replaced by
+    free ones; ready means *our* process listens (not just anything on the port), and if
+    another program took a port between the check and etcd's bind (two ``up`` at once),
+    etcd exits and is started again on other ports."""
+    pid = running_pid(home, "etcd")
+    for attempt in range(3):
+        spawned = pid is None
+        if spawned:
+            client_port, peer_port = _etcd_ports(settings)
+            settings.update(etcd_client_port=client_port, etcd_peer_port=peer_port,
+                            etcd_servers=f"http://127.0.0.1:{client_port}")
+            home.etcd_data.mkdir(parents=True, exist_ok=True)
+            os.chmod(home.etcd_data, 0o700)
+            pid = spawn(home, "etcd", etcd_command(home.etcd_data, client_port, peer_port))
+            started.append(f"etcd       http://127.0.0.1:{client_port}  (data {home.etcd_data})")
+        client_port = settings["etcd_client_port"]
+        try:
+            _wait_tcp("127.0.0.1", client_port, 30, home, "etcd", pid=pid)
+            return
+        except ClusterError:
+            taken = [p for p in (client_port, settings["etcd_peer_port"])
+                     if not _port_free("127.0.0.1", p)]
+            if not spawned or running_pid(home, "etcd") is not None or not taken \
+                    or attempt == 2:
+                raise
+            print(f"etcd: port {taken[0]} was taken by another program meanwhile; retrying")
+            started.pop()
+            pid = None
+
+
+def _wait_tcp(host: str, port: int, timeout: float, home: Home, name: str, *,
+              pid: int | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running_pid(home, name) is None:
             raise ClusterError(f"{name} exited; see {home.logs / (name + '.log')}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host, port)) == 0:
+        if pid is not None:
+            if _listens(pid, port):
                 return
+        else:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex((host, port)) == 0:
+                    return
         time.sleep(0.1)
+    if pid is not None and not _port_free(host, port):
+        raise ClusterError(f"port {port} on {host} is held by another program, not by {name} "
+                           f"(pid {pid}); see {home.logs / (name + '.log')}")
     raise ClusterError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
 
 
@@ -558,7 +728,7 @@ def down(home: Home, *, purge: bool = False) -> int:
     if net is not None:
         from minik8s.cli.netns import NetnsError
         try:
-            gone = net.teardown()
+            gone = [r for r in [_remove_service_route(home)] if r] + net.teardown()
         except NetnsError as exc:
             print(f"error: removing the node network: {exc}", file=sys.stderr)
             return 1

@@ -59,3 +59,40 @@ def test_up_reports_a_taken_port(home, apiserver):
     out = minik8s(home, "up", "--port", str(apiserver.port))
     assert out.returncode == 1
     assert "port" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_up_moves_etcd_off_ports_another_program_holds(home):
+    """Another program (here: a bare listener, as another cluster's etcd would be) holds the
+    recorded etcd client port: `up` starts its own etcd on free ports, records them, and its
+    API server stores into that etcd, never into the other program."""
+    import json
+    import socket
+
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(16)
+    held = other.getsockname()[1]
+    peer = local.free_port()
+    (home / "run").mkdir(parents=True, exist_ok=True)
+    (home / "run" / "cluster.json").write_text(json.dumps(
+        {"etcd_client_port": held, "etcd_peer_port": peer,
+         "etcd_servers": f"http://127.0.0.1:{held}"}))
+    try:
+        out = minik8s(home, "up", "--nodes", "0", "--port", str(local.free_port()))
+        assert out.returncode == 0, out.stderr + out.stdout
+        assert f"port {held} is taken" in out.stdout
+        settings = json.loads((home / "run" / "cluster.json").read_text())
+        client_port = settings["etcd_client_port"]
+        assert client_port != held
+        assert settings["etcd_servers"] == f"http://127.0.0.1:{client_port}"
+        h = local.Home.at(str(home))
+        assert local._listens(local.running_pid(h, "etcd"), client_port)
+        client = Client.from_kubeconfig(str(home / "kubeconfig"))
+        try:
+            names = {n["metadata"]["name"]
+                     for n in (await client.list("namespaces"))["items"]}
+            assert "kube-system" in names
+        finally:
+            await client.aclose()
+    finally:
+        other.close()
