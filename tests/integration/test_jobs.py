@@ -112,15 +112,25 @@ async def _running(client, ns, job):
 async def test_job_active_deadline_fails_and_deletes_pods(client, ns):
     async with running_controllers(client, ["job"]):
         await client.create("jobs", job_manifest("slow", activeDeadlineSeconds=1), ns)
-        await eventually(lambda: _running(client, ns, "slow"))
+        # The pod lives for one second only: whether a poll sees it depends on the load,
+        # so the test follows the controller's record (events) instead of racing it.
 
         async def failed():
             job = await client.get("jobs", "slow", ns)
             return job if cond(job, "Failed") else None
 
-        job = await eventually(failed, timeout=10)
+        job = await eventually(failed, timeout=60)
         assert cond(job, "Failed")["reason"] == "DeadlineExceeded"
-        await eventually(lambda: _none(pods_of(client, ns, "slow")))
+        await eventually(lambda: _none(pods_of(client, ns, "slow")), timeout=60)
+
+        async def job_events():
+            events = (await client.list("events", ns))["items"]
+            reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == "slow"]
+            return reasons if {"SuccessfulCreate", "SuccessfulDelete",
+                               "DeadlineExceeded"} <= set(reasons) else None
+
+        # a pod was started, then deleted by the controller when the deadline passed
+        await eventually(job_events, timeout=60)
 
 
 async def _none(coro):
