@@ -33,6 +33,7 @@ from minik8s.api.patch import create_three_way_patch
 from minik8s.api.registry import ResourceType
 from minik8s.cli import describe as describers
 from minik8s.cli.errors import CliError
+from minik8s.cli.jsonpath import JSONPathError, template_printer
 from minik8s.cli.manifests import read_manifests
 from minik8s.cli.printers import (LAST_APPLIED, TableOptions, TableView, compact_json,
                                   kind_prefix, object_name, print_objects, print_tables,
@@ -303,7 +304,14 @@ def _no_resources(s: Session, types: list[ResourceType]) -> str:
 
 
 async def run_get(s: Session, a: argparse.Namespace) -> int:
-    output = check_output(a.output, ("wide", "yaml", "json", "name"))
+    try:
+        template = template_printer(a.output, no_headers=a.no_headers,
+                                    allow_missing=a.allow_missing_template_keys != "false")
+    except JSONPathError as error:
+        raise CliError(str(error)) from None
+    if template is not None and a.watch:
+        raise CliError("--watch is not supported with -o jsonpath or custom-columns")
+    output = "json" if template else check_output(a.output, ("wide", "yaml", "json", "name"))
     sel = select(a.args, s.scope, filenames=a.filename, recursive=a.recursive,
                  selector=bool(a.selector),
                  missing='You must specify the type of resource to get. Use "mkctl '
@@ -351,7 +359,14 @@ async def run_get(s: Session, a: argparse.Namespace) -> int:
             err(_no_resources(s, sel.types))
     elif objects or (output != "name" and not (errors and sel.single_object)):
         # An empty list still prints as an empty List, but a missing object prints nothing.
-        out(print_objects(objects, output or "yaml", as_single=sel.single_object))
+        if template is None:
+            out(print_objects(objects, output or "yaml", as_single=sel.single_object))
+        else:
+            doc = json.loads(print_objects(objects, "json", as_single=sel.single_object))
+            try:
+                out(template.print(doc))
+            except JSONPathError as error:
+                raise CliError(str(error)) from None
     for line in errors:
         err(line)
     return 1 if errors else 0
@@ -920,7 +935,10 @@ def _selection(p: argparse.ArgumentParser) -> None:
 
 def configure_get(p: argparse.ArgumentParser) -> None:
     p.add_argument("args", nargs="*", metavar="TYPE[/NAME] [NAME...]")
-    p.add_argument("-o", "--output", help="wide|yaml|json|name")
+    p.add_argument("-o", "--output", help="wide|yaml|json|name|jsonpath=...|"
+                                          "custom-columns=...")
+    p.add_argument("--allow-missing-template-keys", default="true", choices=("true", "false"),
+                   help="ignore missing keys in -o jsonpath templates")
     _selection(p)
     _files(p)
     p.add_argument("-w", "--watch", action="store_true", help="print changes as they happen")
@@ -1035,6 +1053,18 @@ COMMANDS.update(_rollout.COMMANDS)
 from minik8s.cli import workloads as _workloads  # noqa: E402  set image, create deploy|job, events
 
 COMMANDS.update(_workloads.COMMANDS)
+
+from minik8s.cli import autoscale as _autoscale  # noqa: E402  top, autoscale
+
+COMMANDS.update(_autoscale.COMMANDS)
+
+from minik8s.cli import portforward as _portforward  # noqa: E402  port-forward
+
+COMMANDS.update(_portforward.COMMANDS)
+
+from minik8s.cli import certificate as _certificate  # noqa: E402  certificate approve|deny
+
+COMMANDS.update(_certificate.COMMANDS)
 
 
 def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:

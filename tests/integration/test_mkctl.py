@@ -487,17 +487,31 @@ def test_label_and_annotate_with_overwrite_rules(mk, ns, tmp_path):
 
 # --------------------------------------------------------------------------- cluster level
 
-def test_api_resources(mk):
+def test_api_resources(mk, ns, tmp_path):
     r = mk("api-resources")
     lines = assert_aligned(r.out)
     assert lines[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
-    rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
-    assert rows["deployments"] == ["deployments", "deploy", "apps/v1", "true", "Deployment"]
-    assert rows["namespaces"][-2:] == ["false", "Namespace"]
+    rows: dict[str, list[list[str]]] = {}
+    for line in lines[1:]:
+        rows.setdefault(line.split()[0], []).append(line.split())
+    # a name two groups serve is listed once per group, sorted by group as kubectl does:
+    # core first, then metrics.k8s.io's (no short names)
+    assert rows["pods"] == [["pods", "po", "v1", "true", "Pod"],
+                            ["pods", "metrics.k8s.io/v1beta1", "true", "PodMetrics"]]
+    assert rows["nodes"] == [["nodes", "no", "v1", "false", "Node"],
+                             ["nodes", "metrics.k8s.io/v1beta1", "false", "NodeMetrics"]]
+    assert rows["deployments"] == [["deployments", "deploy", "apps/v1", "true", "Deployment"]]
+    assert rows["namespaces"][0][-2:] == ["false", "Namespace"]
     assert not any("/" in name for name in rows)
     names = mk("api-resources", "-o", "name").out.splitlines()
-    assert "deployments.apps" in names and "pods" in names
+    assert {"deployments.apps", "pods", "pods.metrics.k8s.io", "nodes.metrics.k8s.io"} <= set(names)
+    # a bare name still means the core resource, as kubectl prefers the core group
+    mk("apply", "-f", str(write(tmp_path, "p.yaml", POD.format(name="p1", app="p"))), "-n", ns)
+    for name in ("pods", "pod", "po"):
+        got = mk("get", name, "-n", ns, "-o", "name")
+        assert (got.code, got.out) == (0, "pod/p1\n"), got.err
+    got = json.loads(mk("get", "pods", "p1", "-n", ns, "-o", "json").out)
+    assert (got["apiVersion"], got["kind"]) == ("v1", "Pod")
 
 
 def test_version_and_cluster_info(mk, apiserver):
@@ -534,3 +548,30 @@ def test_unreachable_server_and_bad_kubeconfig(kubeconfig, tmp_path):
     missing = run_cli(tmp_path / "none", "get", "pods")
     assert missing.code == 1 and missing.err.startswith("error: kubeconfig ")
     assert "Traceback" not in missing.err and len(missing.err.splitlines()) == 1
+
+
+@needs_kubectl
+def test_get_jsonpath_and_custom_columns_match_kubectl(mk, kubeconfig, ns, tmp_path):
+    manifest = write(tmp_path, "pods.yaml", POD.format(name="jp-a", app="jp") + "---\n"
+                     + POD.format(name="jp-bb", app="jp"))
+    mk("apply", "-f", str(manifest), "-n", ns)
+    cases = [
+        ["get", "pods", "-o", 'jsonpath={range .items[*]}{.metadata.name}{"\\t"}'
+                              '{.metadata.labels.app}{"\\n"}{end}'],
+        ["get", "pods", "-o", "jsonpath={.items[*].metadata.name} {.items[-1].kind}"],
+        ["get", "pods", "-o", 'jsonpath={.items[?(@.metadata.name=="jp-a")].metadata.name}'],
+        ["get", "pod", "jp-bb", "-o", "jsonpath={.kind}/{.metadata.name} {..app}"],
+        ["get", "pods", "-o", "custom-columns=NAME:.metadata.name,APP:metadata.labels.app,"
+                              "NODE:.spec.nodeName,C:.spec.containers[*].name"],
+        ["get", "pods", "--no-headers", "-o", "custom-columns=N:.metadata.name"],
+    ]
+    for args in cases:
+        ours = mk(*args, "-n", ns)
+        theirs = kubectl(kubeconfig, *args, "-n", ns)
+        assert (ours.code, ours.out) == (theirs.returncode, theirs.stdout), args
+        assert theirs.stdout.strip()
+    for bad in ("jsonpath={.items[", "jsonpath={.items[9]}", "jsonpath"):
+        ours = mk("get", "pods", "-n", ns, "-o", bad)
+        theirs = kubectl(kubeconfig, "get", "pods", "-n", ns, "-o", bad)
+        assert ours.code == theirs.returncode == 1 and ours.out == ""
+        assert ours.err.splitlines()[0] == theirs.stderr.splitlines()[0], bad
