@@ -776,8 +776,13 @@ class HPAController:
         except NotFound:
             return
         except Conflict:
+            # Our status grew from a cached copy that lagged behind a write of our own:
+            # keep the newer scale time that write recorded rather than erase it.
             fresh = await self.client.get(RESOURCE, hpa["metadata"]["name"],
                                           hpa["metadata"].get("namespace"))
+            recorded = (fresh.get("status") or {}).get("lastScaleTime")
+            if recorded and recorded > (status.get("lastScaleTime") or ""):
+                status["lastScaleTime"] = recorded
             fresh["status"] = status
             await self.client.update_status(RESOURCE, fresh)
 

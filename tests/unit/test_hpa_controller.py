@@ -191,3 +191,34 @@ def test_normalize_without_behavior_uses_default_window():
     desired, conds = normalize(state, None, 4, 1, 1, 10, NOW + 10, 300)
     assert desired == 4 and conds[0][2] == "ScaleDownStabilized"
     assert normalize(state, None, 4, 1, 1, 10, NOW + 320, 300)[0] == 1
+
+
+async def test_status_write_after_a_conflict_keeps_the_newer_scale_time():
+    """A status computed from a lagging cache must not erase the lastScaleTime that a
+    newer write of the controller's own recorded (the 409 retry path)."""
+    from minik8s.api.errors import Conflict
+    from controller.hpa import HPAController
+
+    stored = {"metadata": {"name": "h", "namespace": "n", "resourceVersion": "7"},
+              "status": {"currentReplicas": 3, "desiredReplicas": 3,
+                         "lastScaleTime": ts(5)}}
+    written = []
+
+    class Client:
+        async def update_status(self, resource, obj):
+            if obj["metadata"]["resourceVersion"] != "7":
+                raise Conflict("the object has been modified")
+            written.append(obj)
+
+        async def get(self, resource, name, namespace):
+            import copy
+            return copy.deepcopy(stored)
+
+    class Stub:
+        client = Client()
+
+    cached = {"metadata": {"name": "h", "namespace": "n", "resourceVersion": "5"},
+              "status": {"currentReplicas": 1, "desiredReplicas": 1}}
+    await HPAController._write_status(Stub(), cached, {"currentReplicas": 3,
+                                                       "desiredReplicas": 3})
+    assert written[-1]["status"]["lastScaleTime"] == ts(5)
