@@ -4,6 +4,8 @@ that a test can restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -102,3 +104,26 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.
         await asyncio.sleep(interval)
 
 
+
+
+@contextlib.asynccontextmanager
+async def serving_kubelet(apiserver, prefix: str, tmp_path_factory):
+    """An in-process kubelet with its HTTPS server on loopback (logs, exec, port-forward,
+    stats), holding a node certificate of the test CA so the API server can reach it; its
+    containers are removed afterwards."""
+    from cluster import free_port
+    from minik8s.pki import issue_node_cert
+
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cert, key = issue_node_cert(apiserver.pki, name, hosts=["127.0.0.1"])
+    handle = KubeletHandle(apiserver, name, tmp_path_factory.mktemp(f"kubelet-{name}"),
+                           port=free_port(), address="127.0.0.1", tls_cert_file=str(cert),
+                           tls_private_key_file=str(key),
+                           client_ca_file=str(apiserver.pki.ca_cert))
+    try:
+        await handle.start()
+        yield handle
+    finally:
+        await handle.stop()
+        handle.runtime.close()
+        await asyncio.to_thread(remove_node_containers, name)

@@ -19,35 +19,18 @@ import uuid
 
 import pytest
 
-from minik8s.pki import issue_node_cert
-from e2e_helpers import BUSYBOX, ROOT, KubeletHandle, remove_node_containers, wait_for
+from cluster import free_port
+from e2e_helpers import BUSYBOX, ROOT, serving_kubelet, wait_for
 
 pytestmark = pytest.mark.e2e
 
 KUBECTL = shutil.which("kubectl")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 async def node(apiserver, busybox_image, tmp_path_factory):
-    name = f"pf-{uuid.uuid4().hex[:6]}"
-    cert, key = issue_node_cert(apiserver.pki, name, hosts=["127.0.0.1"])
-    handle = KubeletHandle(apiserver, name, tmp_path_factory.mktemp(f"kubelet-{name}"),
-                           port=free_port(), address="127.0.0.1", tls_cert_file=str(cert),
-                           tls_private_key_file=str(key),
-                           client_ca_file=str(apiserver.pki.ca_cert))
-    try:
-        await handle.start()
+    async with serving_kubelet(apiserver, "pf", tmp_path_factory) as handle:
         yield handle
-    finally:
-        await handle.stop()
-        handle.runtime.close()
-        await asyncio.to_thread(remove_node_containers, name)
 
 
 def httpd(port_arg: str, text: str) -> list[str]:
