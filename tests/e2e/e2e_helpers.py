@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -127,3 +128,12 @@ async def serving_kubelet(apiserver, prefix: str, tmp_path_factory):
         await handle.stop()
         handle.runtime.close()
         await asyncio.to_thread(remove_node_containers, name)
+
+
+def other_node_1_kubelets() -> list[int]:
+    """Kubelets of another local cluster named ``node-1`` (the check the benchmarks use):
+    tests that run ``minik8s up`` wait until none is left."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench.common import other_node_1_kubelets as others
+    return others()

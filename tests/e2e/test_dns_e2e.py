@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import BUSYBOX, ROOT
+from e2e_helpers import BUSYBOX, ROOT, other_node_1_kubelets
 from minik8s.cli import local
 from minik8s.client import Client
 
@@ -157,22 +157,6 @@ def minik8s(home: Path, *args: str, timeout: float = 300) -> subprocess.Complete
     env = {**os.environ, "MINIK8S_HOME": str(home), "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-m", "minik8s.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def other_node_1_kubelets() -> list[int]:
-    """Kubelets of another local cluster (its node-1 would share our node names)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"kubelet" in cmd and b"--node-name" in cmd and \
-                cmd[cmd.index(b"--node-name") + 1:][:1] == [b"node-1"]:
-            pids.append(int(proc.name))
-    return pids
 
 
 async def wait(pred, timeout: float, what: str, interval: float = 0.5):

@@ -30,6 +30,7 @@ import pytest
 
 from minik8s.cli import local
 from minik8s.client import Client
+from e2e_helpers import other_node_1_kubelets
 
 pytestmark = [
     pytest.mark.e2e,
@@ -46,23 +47,6 @@ def minik8s(home: Path, *args: str, timeout: float = 300) -> subprocess.Complete
     env = {**os.environ, "MINIK8S_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "minik8s.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def other_node_1_kubelets() -> list[int]:
-    """Kubelets of another local cluster: they also name their node ``node-1``, and each
-    kubelet's orphan sweep would remove the other's containers."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"kubelet" in cmd and b"--node-name" in cmd and \
-                cmd[cmd.index(b"--node-name") + 1:][:1] == [b"node-1"]:
-            pids.append(int(proc.name))
-    return pids
 
 
 def running_pods_by_node(namespace: str) -> dict[str, set[str]]:

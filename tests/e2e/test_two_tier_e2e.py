@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from minik8s.cli import local
+from e2e_helpers import other_node_1_kubelets
 
 pytestmark = [
     pytest.mark.e2e,
@@ -67,12 +68,6 @@ def run(home: Path, prog: str, *args: str, stdin: str | None = None,
     module = {"minik8s": "minik8s.cli.main", "mkctl": "minik8s.cli.mkctl"}[prog]
     return subprocess.run([sys.executable, "-m", module, *args], env=env, input=stdin,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def other_node_1_kubelets() -> list[int]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from bench.common import other_node_1_kubelets as others
-    return others()
 
 
 @pytest.fixture(params=["iptables", "userspace"])
