@@ -269,11 +269,14 @@ def _python_component(component: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "minik8s.cli.main", component, *args]
 
 
-def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int = 6443,
+def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int | None = None,
        controller_manager_args: list[str] | None = None, proxy_mode: str | None = None) -> int:
     """``controller_manager_args``: extra flags for the controller-manager (such as
     ``--node-monitor-grace-period=10``), used when ``up`` starts it. ``proxy_mode``:
-    kube-proxy's backend (iptables or userspace; default: its automatic choice)."""
+    kube-proxy's backend (iptables or userspace; default: its automatic choice). ``port``:
+    the API server's port; default the one recorded by an earlier ``up``, else 6443. A
+    different port while the API server runs is an error (it cannot move under its
+    clients)."""
     for d in (home.root, home.logs, home.run):
         d.mkdir(parents=True, exist_ok=True)
     settings = _load_settings(home)
@@ -285,7 +288,12 @@ def up(home: Home, *, nodes: int = 1, etcd_servers: str | None = None, port: int
     elif "etcd_servers" not in settings or settings.get("etcd_client_port"):
         _ensure_etcd(home, settings, started)
 
-    port = settings.get("port", port)
+    recorded = settings.get("port")
+    if port is None:
+        port = recorded or 6443
+    elif recorded and port != recorded and running_pid(home, "apiserver"):
+        raise ClusterError(f"the API server already runs on port {recorded}; run `minik8s "
+                           f"down` first to move it to {port}")
     settings["port"] = port
     _save_settings(home, settings)
     pki = ensure_pki(home.pki, hosts=[])

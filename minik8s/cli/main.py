@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a local cluster in the background")
     up.add_argument("--nodes", type=int, default=1, help="worker nodes (default 1)")
     up.add_argument("--etcd-servers", help="use this etcd instead of starting one")
-    up.add_argument("--port", type=int, default=6443, help="API server port (default 6443)")
+    up.add_argument("--port", type=int,
+                    help="API server port (default: the last one used, else 6443)")
     up.add_argument("--home", help="state folder (default $MINIK8S_HOME or ~/.minik8s)")
     up.add_argument("--controller-manager-arg", action="append", default=[], metavar="ARG",
                     help="extra controller-manager flag, repeatable (e.g. "

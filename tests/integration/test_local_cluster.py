@@ -55,6 +55,32 @@ async def test_up_status_down(home):
     assert minik8s(home, "status").returncode == 1
 
 
+def _kubeconfig_port(home) -> int:
+    import yaml
+    config = yaml.safe_load((home / "kubeconfig").read_text())
+    return int(config["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+
+
+def test_up_remembers_its_port_and_moves_it_only_when_stopped(home):
+    first, second = local.free_port(), local.free_port()
+    assert minik8s(home, "up", "--nodes", "0", "--port", str(first)).returncode == 0
+    h = local.Home.at(str(home))
+    assert local._listens(local.running_pid(h, "apiserver"), first)
+
+    plain = minik8s(home, "up", "--nodes", "0")  # no --port: the recorded one
+    assert plain.returncode == 0 and "already running" in plain.stdout, plain.stderr
+    moved = minik8s(home, "up", "--nodes", "0", "--port", str(second))
+    assert moved.returncode == 1
+    assert f"already runs on port {first}" in moved.stderr and "Traceback" not in moved.stderr
+    assert _kubeconfig_port(home) == first
+
+    assert minik8s(home, "down").returncode == 0
+    again = minik8s(home, "up", "--nodes", "0", "--port", str(second))
+    assert again.returncode == 0, again.stderr
+    assert local._listens(local.running_pid(h, "apiserver"), second)
+    assert _kubeconfig_port(home) == second
+
+
 def test_up_reports_a_taken_port(home, apiserver):
     out = minik8s(home, "up", "--port", str(apiserver.port))
     assert out.returncode == 1
