@@ -7,7 +7,9 @@ besides the components themselves, installed in the minik8s image.
   the same path, so the host reads the admin kubeconfig and dockerd finds pod volumes there).
   Safe to run again: what exists is reused.
 - ``etcd`` / ``apiserver``: exec the daemon with the settings only known in the container
-  (the container's own address).
+  (the container's own address). etcd speaks https only, with client and peer certificates
+  required, from its own CA (``pki/etcd``, as ``minik8s init`` makes it): the API server's
+  client pair is the only identity it accepts.
 - ``node NAME``: one worker node in this container's network namespace: the node's
   certificate for the address it has, then ``minik8s kubelet`` (with ``drain-on-exit``:
   the container going away takes its pods with it) and ``minik8s kube-proxy`` as children.
@@ -30,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 API_IN_CLUSTER = "https://apiserver:6443"
-ETCD_URL = "http://etcd:2379"
+ETCD_URL = "https://etcd:2379"
 LEASES = {"scheduler": "kube-scheduler", "controller-manager": "kube-controller-manager"}
 
 
@@ -64,16 +66,21 @@ def kubeconfig(path: Path, pki, name: str, user: str, server: str = API_IN_CLUST
 
 def certs() -> int:
     from minik8s.pki import ensure_pki
+    from minik8s.pki.etcd import ensure_etcd_pki
     data = data_dir()
     port = int(os.environ.get("MINIK8S_API_PORT", "6443"))
     pki = ensure_pki(data / "pki", hosts=["apiserver", "localhost", "127.0.0.1"])
+    etcd_pki = ensure_etcd_pki(data / "pki" / "etcd", hosts=["etcd"])
+    etcd_cert, etcd_key = etcd_pki.client
     admin = kubeconfig(data / "admin.kubeconfig", pki, "admin", "kubernetes-admin",
                        server=f"https://127.0.0.1:{port}")
     conf = data / "config"
     for name in ("scheduler", "controller-manager", "kube-proxy"):
         kubeconfig(conf / f"{name}.kubeconfig", pki, name, f"system:{name}")
     write_yaml(conf / "apiserver.yaml", {
-        "etcd-servers": ETCD_URL, "bind-address": "0.0.0.0", "secure-port": 6443,
+        "etcd-servers": ETCD_URL, "etcd-cafile": str(etcd_pki.ca_cert),
+        "etcd-certfile": str(etcd_cert), "etcd-keyfile": str(etcd_key),
+        "bind-address": "0.0.0.0", "secure-port": 6443,
         "pki-dir": str(pki.directory), "advertise-address": ["apiserver", "127.0.0.1"]})
     for name in ("scheduler", "controller-manager"):
         write_yaml(conf / f"{name}.yaml", {"kubeconfig": str(conf / f"{name}.kubeconfig"),
@@ -84,15 +91,26 @@ def certs() -> int:
     return 0
 
 
+def etcd_tls() -> dict[str, Path]:
+    from minik8s.pki.etcd import EtcdPKI
+    return EtcdPKI(data_dir() / "pki" / "etcd").tls_files()
+
+
 def etcd() -> int:
     data = data_dir() / "etcd"
     data.mkdir(parents=True, exist_ok=True)
+    tls = etcd_tls()
     os.execvp("etcd", ["etcd", "--name", "minik8s", "--data-dir", str(data),
-                       "--listen-client-urls", "http://0.0.0.0:2379",
+                       "--listen-client-urls", "https://0.0.0.0:2379",
                        "--advertise-client-urls", ETCD_URL,
-                       "--listen-peer-urls", "http://127.0.0.1:2380",
-                       "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-                       "--initial-cluster", "minik8s=http://127.0.0.1:2380",
+                       "--listen-peer-urls", "https://127.0.0.1:2380",
+                       "--initial-advertise-peer-urls", "https://127.0.0.1:2380",
+                       "--initial-cluster", "minik8s=https://127.0.0.1:2380",
+                       "--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
+                       "--client-cert-auth", "--trusted-ca-file", str(tls["ca"]),
+                       "--peer-cert-file", str(tls["peer_cert"]),
+                       "--peer-key-file", str(tls["peer_key"]),
+                       "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls["ca"]),
                        "--auto-compaction-mode", "periodic",
                        "--auto-compaction-retention", "1h", "--log-level", "warn"])
 
@@ -197,8 +215,13 @@ def supervise(commands: dict[str, list[str]]) -> int:
 def health(what: str) -> int:
     data = data_dir()
     try:
-        if what == "etcd":
-            urllib.request.urlopen("http://127.0.0.1:2379/health", timeout=3).read()
+        if what == "etcd":  # with the API server's client pair: etcd accepts no other
+            from minik8s.pki.etcd import EtcdPKI
+            etcd_pki = EtcdPKI(data / "pki" / "etcd")
+            ctx = ssl.create_default_context(cafile=str(etcd_pki.ca_cert))
+            ctx.load_cert_chain(*map(str, etcd_pki.client))
+            urllib.request.urlopen("https://127.0.0.1:2379/health", context=ctx,
+                                   timeout=3).read()
         elif what == "apiserver":
             ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
             urllib.request.urlopen("https://127.0.0.1:6443/readyz", context=ctx,

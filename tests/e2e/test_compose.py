@@ -127,6 +127,20 @@ async def test_compose_cluster_up_deployment_service_down(images, tmp_path):
             assert answers and all(a.startswith("hello from web-") for a in answers)
         # nothing outside the cluster is reachable from a pod (dropped on the node)
         assert fetch("http://192.0.2.1/", check=False).returncode != 0
+        # etcd speaks mutual TLS only: the API server's pair from etcd's own CA gets in,
+        # no certificate (or the cluster CA's admin pair) does not
+        etcd_id = run("docker", "ps", "-q", "--filter", f"label=com.docker.compose.project="
+                      f"{project}", "--filter", "label=com.docker.compose.service=etcd").stdout
+        etcd_ip = run("docker", "inspect", "-f",
+                      "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                      etcd_id.strip()).stdout.strip()
+        etcd_pki = data / "pki" / "etcd"
+        assert etcd_health(etcd_ip, etcd_pki / "ca.crt",
+                           (etcd_pki / "apiserver-etcd-client.crt",
+                            etcd_pki / "apiserver-etcd-client.key")) == "ok"
+        assert etcd_health(etcd_ip, etcd_pki / "ca.crt", None) == "refused"
+        assert etcd_health(etcd_ip, etcd_pki / "ca.crt",
+                           (data / "pki" / "admin.crt", data / "pki" / "admin.key")) == "refused"
         # the kubelets label every pod container with the cluster's identity
         assert len(containers(f"{LABEL_CLUSTER}={cid}")) >= 6
     finally:
@@ -140,6 +154,21 @@ async def test_compose_cluster_up_deployment_service_down(images, tmp_path):
     assert down.returncode == 0, down.stderr
     assert left_compose == [], "compose containers left after down"
     assert left_pods == [], "pod containers left after down (the kubelets did not drain)"
+
+
+def etcd_health(ip: str, ca, pair) -> str:
+    """``ok`` when etcd's /health answers over TLS with this client pair, else ``refused``."""
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False  # the address is the container's, not in the certificate
+    if pair:
+        ctx.load_cert_chain(*map(str, pair))
+    try:
+        urllib.request.urlopen(f"https://{ip}:2379/health", context=ctx, timeout=5).read()
+        return "ok"
+    except (OSError, ssl.SSLError):
+        return "refused"
 
 
 WEB = """\
