@@ -15,7 +15,6 @@ revocation list, exactly as Kubernetes' bound tokens behave. The JWT code is wri
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -34,6 +33,7 @@ from minik8s.api.errors import (BadRequest, Conflict, Invalid, NotFound,
                                 ServiceUnavailable, StatusError, field_cause)
 from minik8s.api.meta import Obj
 from minik8s.api.registry import REGISTRY
+from minik8s.pki.jws import b64url_decode, b64url_encode
 
 from apiserver.authz import NODES_GROUP, RequestAttributes, authorize, forbidden_error
 
@@ -52,15 +52,14 @@ class TokenError(Exception):
     """Why a token is not accepted (never shown to the client: it gets a plain 401)."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+_b64 = b64url_encode
 
 
 def _unb64(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
-        raise TokenError(f"bad base64url: {exc}") from None
+        return b64url_decode(text)
+    except ValueError as exc:
+        raise TokenError(str(exc)) from None
 
 
 def key_id(public_key: Any) -> str:

@@ -42,6 +42,7 @@ CONTROLLERS: dict[str, str] = {
     "daemonset": "controller.daemonset:new",
     "statefulset": "controller.statefulset:new",
     "certificates": "controller.certificates:new",
+    "bootstrapsigner": "controller.bootstrapsigner:new",
     "endpoints": "controller.endpoints:new",
     "horizontalpodautoscaling": "controller.hpa:new",
     "serviceaccount": "controller.serviceaccount:new",

@@ -1,8 +1,9 @@
 """Bootstrap tokens as Kubernetes keeps them: ``<id>.<secret>`` (``[a-z0-9]{6}.[a-z0-9]{16}``),
 stored as Secret ``kube-system/bootstrap-token-<id>`` of type ``bootstrap.kubernetes.io/token``.
 The API server authenticates them, the certificates controller consumes them, the token
-cleaner deletes expired ones and ``minik8s token`` writes them: all read the Secret through
-this one module so they agree on every field.
+cleaner deletes expired ones, the bootstrap signer signs ``kube-public/cluster-info`` with
+them and ``minik8s token`` writes them: all read the Secret through this one module so they
+agree on every field.
 
 One addition to Kubernetes: a token is single-use unless created ``--reusable``. The Secret
 then carries the annotation ``minik8s.io/single-use: "true"``; once a node client certificate
@@ -30,6 +31,11 @@ SINGLE_USE = "minik8s.io/single-use"
 USED_BY = "minik8s.io/used-by"
 # How long a consumed single-use token still authenticates (to fetch the certificate).
 CONSUMED_GRACE = timedelta(minutes=2)
+# The ConfigMap joining hosts read anonymously, and its keys (Kubernetes' bootstrapapi names).
+CLUSTER_INFO_NAMESPACE = "kube-public"
+CLUSTER_INFO_NAME = "cluster-info"
+KUBECONFIG_KEY = "kubeconfig"
+JWS_KEY_PREFIX = "jws-kubeconfig-"
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -61,9 +67,10 @@ def rfc3339(t: datetime) -> str:
 
 def _parse_time(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # comparable with aware times
 
 
 def new_secret(token: str, *, ttl: timedelta | None, description: str = "",
@@ -137,6 +144,32 @@ def authenticate(secret: dict[str, Any] | None, token_id: str, token_secret: str
     return USER_PREFIX + token_id, (GROUP, *extra)
 
 
+def signing_token(secret: dict[str, Any], now: datetime | None = None
+                  ) -> tuple[str, str] | None:
+    """``(id, secret)`` when ``secret`` is a bootstrap token that may sign cluster-info now:
+    its type and name match its ``token-id``, ``usage-bootstrap-signing`` is ``"true"``, it
+    is not being deleted and has not expired (an unreadable ``expiration`` counts as
+    expired, as in Kubernetes)."""
+    if secret.get("type") != SECRET_TYPE:
+        return None
+    md = secret.get("metadata") or {}
+    if md.get("deletionTimestamp"):
+        return None
+    data = data_of(secret)
+    token_id, token_secret = data.get("token-id", ""), data.get("token-secret", "")
+    if md.get("name") != secret_name(token_id) or not TOKEN_RE.match(
+            f"{token_id}.{token_secret}"):
+        return None
+    if data.get("usage-bootstrap-signing") != "true":
+        return None
+    exp = data.get("expiration")
+    if exp:
+        t = _parse_time(exp)
+        if t is None or t <= (now or datetime.now(timezone.utc)):
+            return None
+    return token_id, token_secret
+
+
 def consumed(secret: dict[str, Any], csr_name: str, now: datetime | None = None) -> dict[str, Any]:
     """The Secret after its single use (for ``csr_name``): marked, expiring soon."""
     now = now or datetime.now(timezone.utc)
@@ -153,4 +186,6 @@ def consumed(secret: dict[str, Any], csr_name: str, now: datetime | None = None)
 __all__ = ["TOKEN_RE", "SECRET_TYPE", "SECRET_PREFIX", "NAMESPACE", "USER_PREFIX", "GROUP",
            "DEFAULT_GROUP", "SINGLE_USE", "USED_BY", "CONSUMED_GRACE", "TokenFormatError",
            "generate", "parse", "secret_name", "new_secret", "data_of", "expiration",
-           "is_expired", "is_single_use", "used_by", "authenticate", "consumed", "rfc3339"]
+           "is_expired", "is_single_use", "used_by", "authenticate", "consumed", "rfc3339",
+           "signing_token", "CLUSTER_INFO_NAMESPACE", "CLUSTER_INFO_NAME", "KUBECONFIG_KEY",
+           "JWS_KEY_PREFIX"]
