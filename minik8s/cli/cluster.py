@@ -10,15 +10,19 @@ server URL and CA, the one object anonymous clients may read) and creates a boot
 
 ``join`` trusts nothing at first: it fetches ``cluster-info`` over unverified TLS, checks the
 SHA-256 of the CA's SubjectPublicKeyInfo against the pinned ``--discovery-token-ca-cert-hash``
-(aborting on a mismatch), fetches it again verified by that CA, then authenticates with the
-bootstrap token to post a CertificateSigningRequest for ``system:node:<name>`` (its key never
-leaves the host). The controller-manager approves it for a valid token, consuming a
-single-use token, and signs it; with the resulting node identity the host asks for its
-kubelet serving certificate (signer ``kubernetes.io/kubelet-serving``, the node's address and
-name as SANs), so the API server verifies the kubelet when relaying logs and exec. Then the
-kubelet (and kube-proxy, with the node's credentials) start in the background, with logs and
-pid files under the host's home folder like ``minik8s up``'s. Processes, logs and state
-folders are ``minik8s.cli.local``'s ``Home``, so ``minik8s status`` works on either host."""
+(aborting on a mismatch), requires the ConfigMap's ``jws-kubeconfig-<token id>`` (the
+controller-manager's bootstrap signer writes it: a detached JWS over the kubeconfig with the
+token's secret, so only someone who knows the token can publish a cluster-info this host
+accepts) and verifies it, fetches the ConfigMap again over TLS verified by that CA, then
+authenticates with the bootstrap token to post a CertificateSigningRequest for
+``system:node:<name>`` (its key never leaves the host). The controller-manager approves it for
+a valid token, consuming a single-use token, and signs it; with the resulting node identity
+the host asks for its kubelet serving certificate (signer ``kubernetes.io/kubelet-serving``,
+the node's address and name as SANs), so the API server verifies the kubelet when relaying
+logs and exec. Then the kubelet (and kube-proxy, with the node's credentials) start in the
+background, with logs and pid files under the host's home folder like ``minik8s up``'s.
+Processes, logs and state folders are ``minik8s.cli.local``'s ``Home``, so ``minik8s status``
+works on either host."""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ from minik8s.cli.local import ClusterError, Home
 from minik8s.client.kubeconfig import ClientConfig, KubeconfigError, load_kubeconfig, \
     write_kubeconfig
 from minik8s.pki import ca_public_key_hash, ensure_pki, make_csr
+from minik8s.pki.jws import detached_signature_valid
 
 COMMANDS = ("init", "join", "token", "reset")
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
@@ -61,6 +66,8 @@ SECRETS_PATH = f"/api/v1/namespaces/{bt.NAMESPACE}/secrets"
 CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 _HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# How long join waits for the bootstrap signer to sign cluster-info for a fresh token.
+JWS_WAIT = 30.0
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -382,18 +389,77 @@ def _cluster_from(cm: Any) -> tuple[str, bytes]:
                            "(was it made by `minik8s init`?)") from None
 
 
-def discover(host: str, port: int, pinned: str, timeout: float = 15) -> tuple[str, bytes, dict]:
+def discover(host: str, port: int, pinned: str | None, token: str, timeout: float = 15,
+             wait: float = JWS_WAIT) -> tuple[str, bytes, dict]:
     """``(server, ca_pem, data)`` from the master's cluster-info, once the CA matches
-    ``pinned`` (``data``: the ConfigMap's data as read over verified TLS)."""
+    ``pinned`` (None: not pinned, ``--discovery-token-unsafe-skip-ca-verification``) and the
+    kubeconfig carries a valid JWS signature for ``token`` (``data``: the ConfigMap's data as
+    read over TLS verified by that CA).
+
+    A missing signature is waited for up to ``wait`` seconds (the signer may lag a token just
+    created); with a pinned CA the token is first tried against the (now authenticated)
+    master, so an unknown or expired token is refused at once instead of after the wait.
+    The token is never sent to a server that is not authenticated."""
+    try:
+        token_id, token_secret = bt.parse(token)
+    except bt.TokenFormatError as exc:
+        raise ClusterError(str(exc)) from None
     base = f"https://{_url_host(host)}:{port}"
     insecure = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
-    try:
-        cm = Api(base, insecure).call("GET", CLUSTER_INFO, timeout=timeout)
-    except ApiError as err:
-        raise ClusterError(f"cannot read cluster-info from {base}: {err.message}") from None
-    server, ca_pem = _cluster_from(cm)
+    key = bt.JWS_KEY_PREFIX + token_id
+    deadline = time.monotonic() + wait
+    waiting = False
+    while True:
+        try:
+            cm = Api(base, insecure).call("GET", CLUSTER_INFO, timeout=timeout)
+        except ApiError as err:
+            raise ClusterError(f"cannot read cluster-info from {base}: {err.message}") \
+                from None
+        server, ca_pem = _cluster_from(cm)
+        if pinned is not None:
+            _check_pin(ca_pem, pinned, base)
+        data = cm.get("data") or {}
+        signature = data.get(key)
+        if signature:
+            break
+        if pinned is not None and _token_refused(base, ca_pem, token, token_id, timeout):
+            raise ClusterError(f"the master refused the bootstrap token: it is unknown, "
+                               f"expired or already used, and cluster-info carries no "
+                               f"signature for token id {token_id!r} (create a new one on "
+                               f"the master with `minik8s token create "
+                               f"--print-join-command`)")
+        if time.monotonic() >= deadline:
+            raise ClusterError(
+                f"there is no JWS signature for token id {token_id!r} in the master's "
+                f"cluster-info ConfigMap (key {key}) after {wait:.0f}s: the token is unknown, "
+                f"expired or not for signing (usage-bootstrap-signing), or the "
+                f"controller-manager's bootstrapsigner is not running; refusing to trust "
+                f"{base}")
+        if not waiting:
+            print(f"waiting up to {wait:.0f}s for the master to sign cluster-info for token "
+                  f"id {token_id} ...", flush=True)
+            waiting = True
+        time.sleep(1)
+    kubeconfig = data.get(bt.KUBECONFIG_KEY) or ""
+    if not detached_signature_valid(signature, kubeconfig, token_id, token_secret):
+        raise ClusterError(f"the JWS signature ({key}) of the master's cluster-info does not "
+                           f"verify with this token: whoever published it does not know the "
+                           f"token; refusing to trust {base}")
+    verified = ClientConfig(server=base, ca_pem=ca_pem).ssl_context()
+    try:  # the same document again, this time over TLS checked against the pinned CA
+        again = Api(base, verified).call("GET", CLUSTER_INFO, timeout=timeout)
+    except ClusterError as err:
+        raise ClusterError(f"{base} does not present a certificate of the "
+                           f"{'pinned' if pinned else 'signed'} CA: {err}") from None
+    if ((again.get("data") or {}).get(bt.KUBECONFIG_KEY) != kubeconfig
+            or _cluster_from(again) != (server, ca_pem)):
+        raise ClusterError("cluster-info changed between the two reads; try again")
+    return server, ca_pem, dict(again.get("data") or {})
+
+
+def _check_pin(ca_pem: bytes, pinned: str, base: str) -> None:
     try:
         actual = ca_public_key_hash(ca_pem)
     except ValueError:
@@ -403,15 +469,20 @@ def discover(host: str, port: int, pinned: str, timeout: float = 15) -> tuple[st
         raise ClusterError(f"the master's CA does not match the pinned hash: its public key "
                            f"hash is {actual}, --discovery-token-ca-cert-hash is {pinned}; "
                            f"refusing to trust {base}")
-    verified = ClientConfig(server=base, ca_pem=ca_pem).ssl_context()
-    try:  # the same document again, this time over TLS checked against the pinned CA
-        again = Api(base, verified).call("GET", CLUSTER_INFO, timeout=timeout)
-    except ClusterError as err:
-        raise ClusterError(f"{base} does not present a certificate of the pinned CA: {err}") \
-            from None
-    if _cluster_from(again) != (server, ca_pem):
-        raise ClusterError("cluster-info changed between the two reads; try again")
-    return server, ca_pem, dict(again.get("data") or {})
+
+
+def _token_refused(base: str, ca_pem: bytes, token: str, token_id: str,
+                   timeout: float) -> bool:
+    """Whether the master (verified by its pinned CA) rejects ``token`` (HTTP 401): reading
+    one of the token's own CertificateSigningRequest names uses nothing up."""
+    api = Api(base, ClientConfig(server=base, ca_pem=ca_pem).ssl_context(), token=token)
+    try:
+        api.call("GET", f"{CSR_PATH}/node-csr-{token_id}-probe", timeout=timeout)
+    except ApiError as err:
+        return err.code == 401
+    except ClusterError:
+        return False
+    return False
 
 
 def _request_certificate(api: Api, name: str, csr_pem: bytes, signer: str,
@@ -439,17 +510,24 @@ def _request_certificate(api: Api, name: str, csr_pem: bytes, signer: str,
         time.sleep(0.3)
 
 
-def join(home: Home, endpoint: str, *, token: str, ca_cert_hash: str,
+def join(home: Home, endpoint: str, *, token: str, ca_cert_hash: str | None,
          node_name: str | None = None, node_ip: str | None = None,
-         cluster_cidr: str | None = None, timeout: float = 60) -> int:
+         cluster_cidr: str | None = None, timeout: float = 60,
+         unsafe_skip_ca_verification: bool = False) -> int:
     try:
         token_id, _ = bt.parse(token)
     except bt.TokenFormatError as exc:
         raise ClusterError(str(exc)) from None
-    pinned = ca_cert_hash.strip().lower()
-    if not _HASH_RE.match(pinned):
-        raise ClusterError(f"--discovery-token-ca-cert-hash {ca_cert_hash!r} is not "
-                           f"sha256:<64 hex digits>")
+    pinned = None
+    if ca_cert_hash is not None:
+        pinned = ca_cert_hash.strip().lower()
+        if not _HASH_RE.match(pinned):
+            raise ClusterError(f"--discovery-token-ca-cert-hash {ca_cert_hash!r} is not "
+                               f"sha256:<64 hex digits>")
+    elif not unsafe_skip_ca_verification:
+        raise ClusterError("joining without --discovery-token-ca-cert-hash trusts any CA "
+                           "that signs cluster-info with the token; pass the hash, or "
+                           "--discovery-token-unsafe-skip-ca-verification to accept that")
     name = (node_name or socket.gethostname()).lower()
     if not _NODE_NAME.match(name) or len(name) > 63:
         raise ClusterError(f"invalid node name {name!r}: use --node-name")
@@ -463,8 +541,13 @@ def join(home: Home, endpoint: str, *, token: str, ca_cert_hash: str,
                            f"--home")
     ip = node_ip or source_address(host)
 
-    server, ca_pem, info = discover(host, port, pinned)
-    print(f"the master's CA matches {pinned}; API server {server}")
+    server, ca_pem, info = discover(host, port, pinned, token)
+    if pinned:
+        print(f"the master's CA matches {pinned}; cluster-info is signed for token id "
+              f"{token_id}; API server {server}")
+    else:
+        print(f"cluster-info is signed for token id {token_id} (CA not pinned: "
+              f"--discovery-token-unsafe-skip-ca-verification); API server {server}")
     cluster_cidr = cluster_cidr or info.get("clusterCIDR") or DEFAULT_CLUSTER_CIDR
     ca_ctx = ClientConfig(server=server, ca_pem=ca_pem).ssl_context()
     boot = Api(server, ca_ctx, token=token)
@@ -625,14 +708,18 @@ def add_commands(sub: Any) -> None:
                    help="extra controller-manager flag, repeatable")
 
     j = sub.add_parser("join", help="add this host to a cluster as a worker node",
-                       description="Check the master's CA against the pinned hash, get a "
-                                   "node certificate with the bootstrap token, then start the "
-                                   "kubelet and kube-proxy in the background.")
+                       description="Check the master's CA against the pinned hash and the "
+                                   "token's signature on cluster-info, get a node certificate "
+                                   "with the bootstrap token, then start the kubelet and "
+                                   "kube-proxy in the background.")
     j.add_argument("master", metavar="MASTER:PORT", help="the master's API server address")
     j.add_argument("--token", required=True, help="bootstrap token from `minik8s init` or "
                    "`minik8s token create`")
-    j.add_argument("--discovery-token-ca-cert-hash", required=True, metavar="sha256:HASH",
+    j.add_argument("--discovery-token-ca-cert-hash", metavar="sha256:HASH",
                    help="pinned SHA-256 of the master CA's public key")
+    j.add_argument("--discovery-token-unsafe-skip-ca-verification", action="store_true",
+                   help="join without the hash, trusting the CA in the cluster-info the "
+                        "token's signature authenticates")
     j.add_argument("--node-name", help="this node's name (default: the host name)")
     j.add_argument("--node-ip", help="this node's address (default: the one on the route "
                    "to the master)")
@@ -674,7 +761,8 @@ def run(a: argparse.Namespace) -> int:
     if a.command == "join":
         return join(Home.at(a.home), a.master, token=a.token,
                     ca_cert_hash=a.discovery_token_ca_cert_hash, node_name=a.node_name,
-                    node_ip=a.node_ip, cluster_cidr=a.cluster_cidr)
+                    node_ip=a.node_ip, cluster_cidr=a.cluster_cidr,
+                    unsafe_skip_ca_verification=a.discovery_token_unsafe_skip_ca_verification)
     if a.command == "token":
         return token_command(a)
     if a.command == "reset":

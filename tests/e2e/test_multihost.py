@@ -3,8 +3,9 @@ own stand in for three machines (each its own address, sharing the one Docker en
 ``minik8s init`` runs in the first, ``minik8s join`` in the two others, exactly as the
 README says; the workers' kubelets (and kube-proxies) run inside their namespaces.
 
-Checked: a wrong CA hash aborts the join before the token is ever sent; a wrong, an expired
-and an already used token are refused; both workers become Ready; a Deployment is spread
+Checked: a wrong CA hash aborts the join before the token is ever sent; cluster-info carries
+the token's signature (the controller-manager's bootstrap signer); a wrong, an expired and an
+already used token are refused; both workers become Ready; a Deployment is spread
 across them and its pods reach each other across hosts (through ``mkctl exec``, so the API
 server also verifies the kubelets' serving certificates signed through the CSR path); with
 kube-proxy present, a Service's ClusterIP reaches pods on both hosts. Then one worker is cut
@@ -165,6 +166,8 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
     # --- the first worker, then the token once more ----------------------------------------
     out = minik8s(ns2, *join_args(master, token, ca_hash, home2, w1, cidr))
     assert out.returncode == 0, out.stdout + out.stderr
+    # the controller-manager's bootstrap signer signed cluster-info with the token
+    assert f"cluster-info is signed for token id {token[:6]}" in out.stdout, out.stdout
     out = minik8s(ns3, *join_args(master, token, ca_hash, home3, w2, cidr))
     assert out.returncode != 0, out.stdout
     assert "already used" in out.stderr or "refused the bootstrap token" in out.stderr, \

@@ -17,6 +17,7 @@ from minik8s.cli import cluster as cli
 from minik8s.cli.local import ClusterError
 from minik8s.client.kubeconfig import ClientConfig
 from minik8s.pki import ca_public_key_hash, make_csr
+from minik8s.pki.jws import detached_signature
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,18 @@ def test_anonymous_clients_read_cluster_info_and_nothing_else(apiserver):
     ca = apiserver.pki.ca_cert.read_bytes()
     cli.publish_cluster_info(admin, apiserver.url, ca)
     cli.publish_cluster_info(admin, apiserver.url, ca, "10.244.0.0/16")  # again: updated
-    server, got, data = cli.discover("127.0.0.1", apiserver.port, ca_public_key_hash(ca))
+    token = cli.create_token(admin, ttl=timedelta(hours=1))
+    cm = admin.call("GET", cli.CLUSTER_INFO)  # signed by hand, as the bootstrap signer does
+    cm["data"][bt.JWS_KEY_PREFIX + token[:6]] = detached_signature(
+        cm["data"]["kubeconfig"], *bt.parse(token))
+    admin.call("PUT", cli.CLUSTER_INFO, cm)
+    server, got, data = cli.discover("127.0.0.1", apiserver.port, ca_public_key_hash(ca),
+                                     token)
     assert (server, got) == (apiserver.url, ca)
     assert data["clusterCIDR"] == "10.244.0.0/16"
     with pytest.raises(ClusterError, match="does not match the pinned hash"):
-        cli.discover("127.0.0.1", apiserver.port, "sha256:" + "1" * 64)
+        cli.discover("127.0.0.1", apiserver.port, "sha256:" + "1" * 64, token)
+    admin.call("DELETE", f"{cli.SECRETS_PATH}/{bt.secret_name(token[:6])}")
     anonymous = _api(apiserver)
     with pytest.raises(cli.ApiError) as err:
         anonymous.call("GET", "/api/v1/namespaces/kube-public/configmaps")
