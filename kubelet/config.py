@@ -36,6 +36,14 @@ class KubeletConfig:
     cluster_cidr: str = _f("10.244.0.0/16", "the range all nodes' pod ranges come from")
     service_cidr: str = _f("10.96.0.0/12", "the range Service ClusterIPs come from")
     pod_cidr: str = _f("", "this node's pod range (overrides the Node's spec.podCIDR)")
+    register_with_taints: str = _f(
+        "", "taints the Node is created with, comma-separated key[=value]:Effect (Effect: "
+        "NoSchedule, PreferNoSchedule or NoExecute); a Node that already exists keeps its "
+        "own taints")
+    node_labels: str = _f(
+        "", "labels the Node is created with, comma-separated key=value; in the kubernetes.io "
+        "and k8s.io namespaces only the ones a kubelet may set on itself (node-role "
+        "labels are an admin's: mkctl label node)")
     allow_image_pull: bool = _f(False, "let the kubelet ask the engine to pull images for "
                                 "IfNotPresent/Always (off: local images only)")
     cpu: str = _f("", "CPU capacity to report (default: os.cpu_count())")
@@ -80,7 +88,7 @@ class KubeletConfig:
         return self.pods_dir / uid
 
     @property
-    def node_labels(self) -> dict[str, str]:
+    def container_labels(self) -> dict[str, str]:
         """The labels that mark a container as this node's (and this cluster's)."""
         labels = {LABEL_NODE: self.node_name}
         if self.cluster_id:

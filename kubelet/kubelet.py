@@ -93,7 +93,7 @@ class Kubelet:
         """Stop and remove every pod container of this node (each pod's grace period, capped
         as for a pod gone from the API), its network attachment and pod directory; called
         after ``start()`` ended. Returns how many pods were removed."""
-        infos = await self.runtime.list_containers(self.config.node_labels)
+        infos = await self.runtime.list_containers(self.config.container_labels)
         uids = {i.pod_uid for i in infos if i.pod_uid}
         if self.config.pods_dir.exists():
             uids |= {p.name for p in self.config.pods_dir.iterdir() if p.is_dir()}
@@ -153,7 +153,7 @@ class Kubelet:
     async def relist_once(self) -> None:
         """Compare the node's containers with the last look; queue pods whose containers
         appeared, changed state or vanished (Kubernetes' PLEG)."""
-        infos = await self.runtime.list_containers(self.config.node_labels)
+        infos = await self.runtime.list_containers(self.config.container_labels)
         now = {i.id: (i.state, i.pod_uid) for i in infos}
         changed = {uid for cid, (st, uid) in now.items() if self._seen.get(cid, ("",))[0] != st}
         changed |= {uid for cid, (_, uid) in self._seen.items() if cid not in now}

@@ -47,6 +47,14 @@ def parse_args(argv: list[str] | None) -> KubeletConfig:
         p.error("--kubeconfig is required")
     if config.tls_cert_file and not (config.tls_private_key_file and config.client_ca_file):
         p.error("--tls-cert-file needs --tls-private-key-file and --client-ca-file")
+    from kubelet.node import parse_node_labels, parse_taints
+    for flag, parse, value in (("--register-with-taints", parse_taints,
+                                config.register_with_taints),
+                               ("--node-labels", parse_node_labels, config.node_labels)):
+        try:
+            parse(value)
+        except ValueError as exc:
+            p.error(f"{flag}: {exc}")
     return config
 
 

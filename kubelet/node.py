@@ -5,7 +5,13 @@ Two signals tell the control plane this node is alive, as in Kubernetes: the Lea
 every ``node_status_update_period``). The Node's ``spec.podCIDR`` is assigned by the control
 plane on registration; once it is known (or given by ``--pod-cidr``), the pod network is set
 up with it, and every change to the set of Nodes refreshes the host-gw routes to the other
-nodes' pod ranges."""
+nodes' pod ranges.
+
+``--register-with-taints`` and ``--node-labels`` go on the Node only when this kubelet creates
+it, as in Kubernetes: a restarted kubelet finds its Node and leaves the taints and labels an
+admin changed alone. Labels in the kubernetes.io / k8s.io namespaces are refused unless a
+kubelet may set them on itself (NodeRestriction's rule), so a node cannot make itself a
+control-plane node; ``minik8s init`` sets that role with the admin's credentials."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from kubelet.config import KUBELET_VERSION, KubeletConfig
 from minik8s.api.errors import AlreadyExists, Conflict, NotFound
 from minik8s.api.meta import Obj
 from minik8s.api.quantity import value_of
+from minik8s.api.selectors import label_key_errors, label_value_errors
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,99 @@ def now_rfc3339() -> str:
 
 def now_micro() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- what the Node is created with (--register-with-taints, --node-labels) -------------------
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# The kubernetes.io / k8s.io labels a kubelet may set on its own Node (Kubernetes'
+# ``kubelet/pkg/apis.IsKubeletLabel``, which the NodeRestriction admission plugin enforces):
+# these keys, and the [*.]kubelet.kubernetes.io and [*.]node.kubernetes.io namespaces.
+KUBELET_LABELS = frozenset({
+    "kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch",
+    "beta.kubernetes.io/os", "beta.kubernetes.io/arch", "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type", "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone"})
+KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
+
+
+def _in_namespace(namespace: str, domain: str) -> bool:
+    return namespace == domain or namespace.endswith("." + domain)
+
+
+def is_kubelet_label(key: str) -> bool:
+    """Whether a kubelet may set ``key`` on its own Node: any key outside the kubernetes.io
+    and k8s.io namespaces, and the few inside them that describe the node itself."""
+    namespace = key.split("/", 1)[0] if "/" in key else ""
+    if not (_in_namespace(namespace, "kubernetes.io") or _in_namespace(namespace, "k8s.io")):
+        return True
+    return key in KUBELET_LABELS or any(_in_namespace(namespace, d)
+                                        for d in KUBELET_LABEL_NAMESPACES)
+
+
+def parse_taints(text: str) -> list[Obj]:
+    """``key[=value]:Effect,...`` (``--register-with-taints``) -> taints; ValueError with a
+    message naming the bad entry."""
+    taints: list[Obj] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in (e.strip() for e in (text or "").split(",")):
+        if not entry:
+            continue
+        spec, sep, effect = entry.rpartition(":")
+        if not sep:
+            raise ValueError(f"invalid taint {entry!r}: expected key[=value]:Effect (Effect: "
+                             f"{', '.join(TAINT_EFFECTS)})")
+        if effect not in TAINT_EFFECTS:
+            raise ValueError(f"invalid taint {entry!r}: effect {effect!r} is not one of "
+                             f"{', '.join(TAINT_EFFECTS)}")
+        key, eq, value = spec.partition("=")
+        errors = [f"key: {m}" for m in label_key_errors(key)]
+        if eq:
+            errors += [f"value: {m}" for m in label_value_errors(value)]
+        if errors:
+            raise ValueError(f"invalid taint {entry!r}: {'; '.join(errors)}")
+        if (key, effect) in seen:
+            raise ValueError(f"taint {key}:{effect} is given twice")
+        seen.add((key, effect))
+        taint: Obj = {"key": key, "effect": effect}
+        if value:
+            taint["value"] = value
+        taints.append(taint)
+    return taints
+
+
+def parse_node_labels(text: str) -> dict[str, str]:
+    """``key=value,...`` (``--node-labels``) -> labels, refusing the kubernetes.io and k8s.io
+    keys a kubelet may not set on itself; ValueError with a message naming them."""
+    labels: dict[str, str] = {}
+    for entry in (e.strip() for e in (text or "").split(",")):
+        if not entry:
+            continue
+        key, eq, value = entry.partition("=")
+        if not eq:
+            raise ValueError(f"invalid node label {entry!r}: expected key=value")
+        errors = [f"key: {m}" for m in label_key_errors(key)]
+        errors += [f"value: {m}" for m in label_value_errors(value)]
+        if errors:
+            raise ValueError(f"invalid node label {entry!r}: {'; '.join(errors)}")
+        labels[key] = value
+    roles = sorted(k for k in labels if k.startswith(NODE_ROLE_PREFIX))
+    if roles:
+        raise ValueError(
+            f"a kubelet may not give its node a role ({', '.join(roles)}): "
+            f"{NODE_ROLE_PREFIX}* labels are set with admin credentials, e.g. `mkctl label "
+            f"node NAME {roles[0]}=`")
+    unknown = sorted(k for k in labels if not is_kubelet_label(k))
+    if unknown:
+        raise ValueError(
+            f"unknown 'kubernetes.io' or 'k8s.io' labels: {', '.join(unknown)} (a kubelet may "
+            f"set only [*.]kubelet.kubernetes.io/*, [*.]node.kubernetes.io/* and the "
+            f"well-known node labels such as kubernetes.io/hostname or "
+            f"topology.kubernetes.io/zone; set others with admin credentials: mkctl label "
+            f"node)")
+    return labels
 
 
 def default_route_ip() -> str:
@@ -97,6 +197,10 @@ class NodeAgent:
         self.pod_cidr = ""  # the one the network was set up with
         self.registered = asyncio.Event()
         self._runtime_version = ""
+        # Only a Node this kubelet creates gets these (Kubernetes' initialNode): an existing
+        # one keeps what an admin made of its taints and labels.
+        self.register_taints = parse_taints(config.register_with_taints)
+        self.register_labels = parse_node_labels(config.node_labels)
 
     @property
     def name(self) -> str:
@@ -152,9 +256,12 @@ class NodeAgent:
     async def register(self) -> Obj:
         if not self._runtime_version:
             self._runtime_version = await self.runtime.version()
+        spec: Obj = {"taints": [dict(t) for t in self.register_taints]} \
+            if self.register_taints else {}
         node = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.name, "labels": self.labels()},
-                "spec": {}, "status": self.status()}
+                "metadata": {"name": self.name,
+                             "labels": {**self.register_labels, **self.labels()}},
+                "spec": spec, "status": self.status()}
         try:
             created = await self.client.create("nodes", node)
             log.info("registered node %s", self.name)
@@ -260,4 +367,5 @@ def _read(path: str) -> str:
         return ""
 
 
-__all__ = ["NodeAgent", "default_route_ip", "host_memory_bytes", "LEASE_NAMESPACE"]
+__all__ = ["NodeAgent", "default_route_ip", "host_memory_bytes", "LEASE_NAMESPACE",
+           "parse_taints", "parse_node_labels", "is_kubelet_label", "TAINT_EFFECTS"]

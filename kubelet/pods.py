@@ -553,7 +553,7 @@ class PodWorkers:
         md = pod["metadata"]
         return {LABEL_POD_UID: md["uid"], LABEL_POD_NAME: md.get("name", ""),
                 LABEL_POD_NAMESPACE: md.get("namespace", ""), LABEL_CONTAINER_NAME: name,
-                **self.config.node_labels, LABEL_KIND: kind, LABEL_ATTEMPT: str(attempt)}
+                **self.config.container_labels, LABEL_KIND: kind, LABEL_ATTEMPT: str(attempt)}
 
     async def _create_sandbox(self, pod: Obj, previous: ContainerInfo | None, *,
                               start: bool = True) -> str:
@@ -967,7 +967,7 @@ class PodWorkers:
         have bound here; each is queued for cleanup."""
         if not self.synced.is_set():
             return set()
-        infos = await self.runtime.list_containers(self.config.node_labels)
+        infos = await self.runtime.list_containers(self.config.container_labels)
         uids = {i.pod_uid for i in infos if i.pod_uid}
         if self.config.pods_dir.exists():
             uids |= {p.name for p in self.config.pods_dir.iterdir() if p.is_dir()}
