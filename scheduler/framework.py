@@ -148,7 +148,9 @@ class Framework:
     # --- phases ---------------------------------------------------------------------
 
     def pre_filter(self, pod: PodInfo, snapshot: Snapshot) -> CycleState:
-        """Per-cycle state; ``state["filters"]`` lists the filters that apply to ``pod``."""
+        """Per-cycle state; ``state["filters"]`` lists the filters that apply to ``pod``,
+        ``state["scorers"]`` the scorers whose ``pre_score`` did not answer SKIP (one that
+        would give every node the same score)."""
         state: CycleState = {}
         active = []
         for p in self.filters:
@@ -156,10 +158,12 @@ class Framework:
             if pre is None or pre(state, pod, snapshot) != SKIP:
                 active.append(p)
         state["filters"] = active
-        for p, _ in self.scorers:
+        scorers = []
+        for p, weight in self.scorers:
             pre = getattr(p, "pre_score", None)
-            if pre is not None:
-                pre(state, pod, snapshot)
+            if pre is None or pre(state, pod, snapshot) != SKIP:
+                scorers.append((p, weight))
+        state["scorers"] = scorers
         return state
 
     def find_feasible(self, state: CycleState, pod: PodInfo,
@@ -183,7 +187,7 @@ class Framework:
     def prioritize(self, state: CycleState, pod: PodInfo,
                    nodes: Sequence[NodeInfo]) -> list[tuple[str, int]]:
         totals = [0] * len(nodes)
-        for plugin, weight in self.scorers:
+        for plugin, weight in state.get("scorers", self.scorers):
             scores = [plugin.score(state, pod, ni) for ni in nodes]
             norm = getattr(plugin, "normalize", None)
             if norm is not None:
@@ -208,18 +212,20 @@ class Framework:
 
 
 def default_framework(rng: random.Random | None = None, claims: Any = None) -> Framework:
-    """The default profile: Kubernetes' filter order, LeastAllocated (weight 1) and owner
-    spreading (weight 2, as PodTopologySpread's default system spreading). ``claims``
+    """The default profile: Kubernetes' filter order, LeastAllocated (weight 1), owner
+    spreading (weight 2, as PodTopologySpread's default system spreading) and
+    TaintToleration's PreferNoSchedule score (weight 3, as in Kubernetes). ``claims``
     (namespace, name) -> PersistentVolumeClaim lets VolumeBinding place pods by their claims."""
     from scheduler.plugins import (InterPodAntiAffinity, LeastAllocated, NodeAffinity,
                                    NodePorts, NodeReady, NodeResourcesFit, NodeUnschedulable,
                                    OwnerSpread, TaintToleration, VolumeBinding)
 
+    taints = TaintToleration()
     return Framework(
-        filters=[NodeUnschedulable(), NodeReady(), TaintToleration(), NodeAffinity(),
+        filters=[NodeUnschedulable(), NodeReady(), taints, NodeAffinity(),
                  NodePorts(), NodeResourcesFit(), VolumeBinding(claims),
                  InterPodAntiAffinity()],
-        scorers=[(LeastAllocated(), 1), (OwnerSpread(), 2)],
+        scorers=[(LeastAllocated(), 1), (OwnerSpread(), 2), (taints, 3)],
         rng=rng)
 
 

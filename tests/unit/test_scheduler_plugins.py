@@ -248,6 +248,49 @@ def test_tolerations_that_do_not_match(toleration):
     assert reasons(st) == ["node(s) had untolerated taint {dedicated: gpu}"]
 
 
+def test_prefer_no_schedule_taints_score_lower():
+    soft = {"key": "soft", "value": "x", "effect": "PreferNoSchedule"}
+    other = {"key": "other", "effect": "PreferNoSchedule"}
+    plain, one, two = (info(node("a")), info(node("b", taints=[soft])),
+                       info(node("c", taints=[soft, other, CONTROL_PLANE])))
+    plugin = TaintToleration()
+    scores = [plugin.score({}, PodInfo.of(pod()), n) for n in (plain, one, two)]
+    assert scores == [0, 1, 2]
+    plugin.normalize({}, PodInfo.of(pod()), scores)
+    assert scores == [100, 50, 0]
+    # a toleration counts for the score if its effect is empty or PreferNoSchedule
+    for tol, want in (({"key": "soft", "operator": "Exists"}, 1),
+                      ({"key": "soft", "value": "x", "effect": "PreferNoSchedule"}, 1),
+                      ({"key": "soft", "operator": "Exists", "effect": "NoSchedule"}, 2),
+                      ({"operator": "Exists"}, 0)):
+        assert plugin.score({}, PodInfo.of(pod(tolerations=[tol])), two) == want
+    scores = [0, 0]
+    plugin.normalize({}, PodInfo.of(pod()), scores)
+    assert scores == [100, 100]
+    # skipped in a cycle where no node has a PreferNoSchedule taint (all would score alike)
+    assert plugin.pre_score({}, PodInfo.of(pod()), Snapshot.of([plain, one])) is None
+    assert plugin.pre_score({}, PodInfo.of(pod()), Snapshot.of([
+        plain, info(node("d", taints=[CONTROL_PLANE]))])) == "Skip"
+
+
+def test_framework_avoids_a_soft_tainted_node_but_uses_it_when_alone():
+    soft = {"key": "soft", "effect": "PreferNoSchedule"}
+    fw = default_framework(random.Random(1))
+    tainted, plain = info(node("a", taints=[soft])), info(node("b"))
+    picks = {fw.schedule(PodInfo.of(pod()), Snapshot.of([tainted, plain])).node
+             for _ in range(20)}
+    assert picks == {"b"}
+    assert fw.schedule(PodInfo.of(pod()), Snapshot.of([tainted])).node == "a"
+    # the control-plane taint: off the master, unless tolerated and selected
+    master = info(node("m", labels={"node-role.kubernetes.io/control-plane": ""},
+                       taints=[CONTROL_PLANE]))
+    assert fw.schedule(PodInfo.of(pod()), Snapshot.of([master, plain])).node == "b"
+    p = pod(tolerations=[{"key": CONTROL_PLANE["key"], "operator": "Exists",
+                          "effect": "NoSchedule"}],
+            node_selector={"node-role.kubernetes.io/control-plane": ""})
+    assert fw.schedule(PodInfo.of(p), Snapshot.of([master, plain])).node == "m"
+
+
 # --- NodeAffinity -------------------------------------------------------------------------
 
 AFF_ERR = "node(s) didn't match Pod's node affinity/selector"
