@@ -7,6 +7,10 @@ server, peer and API-server-client pairs), starts etcd with mutual TLS on client
 ports (https only), the API server, the scheduler and the controller-manager (which signs node
 certificates with the cluster CA), publishes ConfigMap ``kube-public/cluster-info`` (the
 server URL and CA, the one object anonymous clients may read) and creates a bootstrap token.
+Then, as kubeadm does, the master becomes a node too (unless ``--skip-node``): a node
+certificate signed right here, Docker, a kubelet that registers the Node with the taint
+``node-role.kubernetes.io/control-plane:NoSchedule`` and a kube-proxy; the role label is set
+afterwards with the admin's credentials, since a kubelet may not give its node a role.
 
 ``join`` trusts nothing at first: it fetches ``cluster-info`` over unverified TLS, checks the
 SHA-256 of the CA's SubjectPublicKeyInfo against the pinned ``--discovery-token-ca-cert-hash``
@@ -69,6 +73,10 @@ _HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 # How long join waits for the bootstrap signer to sign cluster-info for a fresh token.
 JWS_WAIT = 30.0
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# kubeadm's mark-control-plane: the master's Node carries this label (set by the admin, since
+# a kubelet may not give itself a role) and the kubelet registers it with the NoSchedule taint.
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+CONTROL_PLANE_TAINT = f"{CONTROL_PLANE_LABEL}:NoSchedule"
 
 
 # --- small pieces ----------------------------------------------------------------------------
@@ -115,6 +123,14 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def node_name_of(node_name: str | None) -> str:
+    """``--node-name``, or the host name, lower-cased; a ClusterError if it is no DNS name."""
+    name = (node_name or socket.gethostname()).lower()
+    if not _NODE_NAME.match(name) or len(name) > 63:
+        raise ClusterError(f"invalid node name {name!r}: use --node-name")
+    return name
+
+
 class Api:
     """A few synchronous API calls (the CLI runs them one at a time): answers as JSON, errors
     as ``ApiError`` with the Status message."""
@@ -128,12 +144,13 @@ class Api:
     def from_config(cls, config: ClientConfig) -> "Api":
         return cls(config.server, config.ssl_context(), config.token)
 
-    def call(self, method: str, path: str, body: Any = None, timeout: float = 15) -> Any:
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 15,
+             content_type: str = "application/json") -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -258,9 +275,16 @@ def init(home: Home, *, advertise_address: str | None = None, port: int = 6443,
          etcd_servers: str | None = None, etcd_cafile: str | None = None,
          etcd_certfile: str | None = None, etcd_keyfile: str | None = None,
          token_ttl: str = "24h", pod_network_cidr: str = DEFAULT_CLUSTER_CIDR,
-         controller_manager_args: list[str] | None = None) -> int:
+         controller_manager_args: list[str] | None = None, node_name: str | None = None,
+         skip_node: bool = False) -> int:
     ttl = parse_duration(token_ttl)
     address = advertise_address or source_address()
+    name = None if skip_node else node_name_of(node_name)
+    if name and not (shutil.which("docker") and (shutil.which("dockerd")
+                                                 or local._docker_ready())):
+        raise ClusterError("the master is also a node and runs its pods with Docker, which is "
+                           "not installed (Debian: apt-get install -y docker.io); or pass "
+                           "--skip-node for the control plane alone")
     if local.running_pid(home, "apiserver") is not None:
         raise ClusterError(f"a control plane already runs from {home.root}; get a join "
                            f"command with `minik8s token create --print-join-command "
@@ -333,10 +357,24 @@ def init(home: Home, *, advertise_address: str | None = None, port: int = 6443,
     api, config = _admin_api(home.kubeconfig)
     publish_cluster_info(api, server, pki.ca_cert.read_bytes(), pod_network_cidr)
     token = create_token(api, ttl=ttl, description="made by minik8s init")
+    registered = None
+    if name:
+        settings.update(node_name=name, node_ip=address, cluster_cidr=pod_network_cidr)
+        local._save_settings(home, settings)
+        _start_master_node(home, pki, name, address, server, pod_network_cidr, started)
+        registered = _wait_registered(home, api, name, timeout=30)
+        if registered:
+            mark_control_plane(api, name)
 
     print("started:")
     for line in started:
         print(f"  {line}")
+    if registered:
+        print(f"\nnode {name} registered, labelled {CONTROL_PLANE_LABEL} and tainted "
+              f"NoSchedule: only pods that tolerate the taint run on the master")
+    elif name:
+        print(f"\nwarning: node {name} did not register within 30s; see "
+              f"{home.logs / f'kubelet-{name}.log'}", file=sys.stderr)
     print(f"\nadmin kubeconfig: {home.kubeconfig}")
     print(f"  mkctl --kubeconfig {home.kubeconfig} get nodes")
     print("\nTo add a worker, run this on it as root:\n")
@@ -347,6 +385,50 @@ def init(home: Home, *, advertise_address: str | None = None, port: int = 6443,
           f"--home {home.root}")
     print(f"Stop this control plane with: minik8s reset --home {home.root}")
     return 0
+
+
+def _start_master_node(home: Home, pki: Any, name: str, ip: str, server: str,
+                       cluster_cidr: str, started: list[str]) -> None:
+    """The master as a node, as kubeadm makes it: a node identity signed here with the
+    cluster CA (init holds it; a worker gets its own through a CSR), Docker, then a kubelet
+    that registers the Node with the control-plane NoSchedule taint, and a kube-proxy; the
+    same process names as ``join``'s, so ``minik8s status`` and ``reset`` see them."""
+    from minik8s.pki import issue_node_cert
+
+    folder = home.nodes / name
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_pem = pki.ca_cert.read_bytes()
+    (folder / "ca.crt").write_bytes(ca_pem)
+    # client (system:node:NAME) and serving certificate in one: its SANs are the node's
+    # address and name, so the API server verifies this kubelet for logs and exec
+    cert, key = issue_node_cert(pki, name, hosts=[ip, name])
+    kubeconfig = write_kubeconfig(folder / "kubeconfig", server=server, ca_pem=ca_pem,
+                                  cert_pem=cert.read_bytes(), key_pem=key.read_bytes(),
+                                  user_name=f"system:node:{name}", cluster_name="minik8s")
+    local._ensure_docker(home, started)
+    local._ensure_images()
+    if local.running_pid(home, f"kubelet-{name}") is None:
+        local.spawn(home, f"kubelet-{name}", local._python_component(
+            "kubelet", "--node-name", name, "--kubeconfig", str(kubeconfig),
+            "--root-dir", str(folder), "--node-ip", ip, "--network", "bridge",
+            "--cluster-cidr", cluster_cidr, "--tls-cert-file", str(cert),
+            "--tls-private-key-file", str(key), "--client-ca-file", str(folder / "ca.crt"),
+            "--register-with-taints", CONTROL_PLANE_TAINT))
+        started.append(f"kubelet    node {name} ({ip}; taint {CONTROL_PLANE_TAINT})")
+    if local._component_available("kube-proxy") and \
+            local.running_pid(home, f"kube-proxy-{name}") is None:
+        local.spawn(home, f"kube-proxy-{name}", local._python_component(
+            "kube-proxy", "--node-name", name, "--kubeconfig", str(kubeconfig),
+            "--node-ip", ip, "--cluster-cidr", cluster_cidr, "--service-cidr", SERVICE_CIDR))
+        started.append(f"kube-proxy node {name}")
+
+
+def mark_control_plane(api: Api, name: str) -> dict:
+    """kubeadm's mark-control-plane phase: the role label on the master's Node, set with the
+    admin's credentials (a merge patch: running it again changes nothing)."""
+    return api.call("PATCH", f"/api/v1/nodes/{name}",
+                    {"metadata": {"labels": {CONTROL_PLANE_LABEL: ""}}},
+                    content_type="application/merge-patch+json")
 
 
 def publish_cluster_info(api: Api, server: str, ca_pem: bytes,
@@ -528,9 +610,7 @@ def join(home: Home, endpoint: str, *, token: str, ca_cert_hash: str | None,
         raise ClusterError("joining without --discovery-token-ca-cert-hash trusts any CA "
                            "that signs cluster-info with the token; pass the hash, or "
                            "--discovery-token-unsafe-skip-ca-verification to accept that")
-    name = (node_name or socket.gethostname()).lower()
-    if not _NODE_NAME.match(name) or len(name) > 63:
-        raise ClusterError(f"invalid node name {name!r}: use --node-name")
+    name = node_name_of(node_name)
     host, port = split_endpoint(endpoint)
     if local.running_pid(home, f"kubelet-{name}") is not None:
         raise ClusterError(f"node {name} already runs from {home.root}; run `minik8s reset "
@@ -641,14 +721,15 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def reset(home: Home) -> int:
-    """Stop what ``init`` or ``join`` started from ``home``, remove the joined node's pod
-    containers, and delete the state (PKI, etcd data, kubeconfigs)."""
+    """Stop what ``init`` or ``join`` started from ``home``, remove the pod containers of
+    this host's node (the joined worker, or the master's own), and delete the state (PKI,
+    etcd data, kubeconfigs)."""
     settings = local._load_settings(home)
     names = sorted(p.stem for p in home.run.glob("*.pid")) if home.run.exists() else []
     stopped = [n for n in names if n.startswith(("kubelet-", "kube-proxy-"))
                and local.stop(home, n)]
     node = settings.get("node_name")
-    if settings.get("mode") == "join" and node:
+    if settings.get("mode") in ("join", "init") and node:
         removed = _remove_node_containers(node, home.nodes / node / "ca.crt")
         if removed:
             print(f"removed {removed} pod container(s) of node {node}")
@@ -689,8 +770,11 @@ def _remove_node_containers(node: str, ca_file: Path) -> int:
 def add_commands(sub: Any) -> None:
     i = sub.add_parser("init", help="make this host a cluster's master (kubeadm-like)",
                        description="Create the PKI, start etcd (mutual TLS), the API server, "
-                                   "scheduler and controller-manager, and print a "
-                                   "`minik8s join` command for workers.")
+                                   "scheduler and controller-manager; make this host a node "
+                                   "too (Docker, a kubelet and kube-proxy; the Node is "
+                                   f"labelled {CONTROL_PLANE_LABEL} and tainted "
+                                   f"{CONTROL_PLANE_TAINT}, so only pods tolerating it run "
+                                   "here); and print a `minik8s join` command for workers.")
     i.add_argument("--advertise-address", help="this host's address the workers reach "
                    "(default: the address of the default route)")
     i.add_argument("--port", type=int, default=6443, help="API server port (default 6443)")
@@ -706,6 +790,10 @@ def add_commands(sub: Any) -> None:
                    help=f"range of the nodes' pod ranges (default {DEFAULT_CLUSTER_CIDR})")
     i.add_argument("--controller-manager-arg", action="append", default=[], metavar="ARG",
                    help="extra controller-manager flag, repeatable")
+    i.add_argument("--node-name", help="the master's node name (default: the host name)")
+    i.add_argument("--skip-node", action="store_true",
+                   help="no kubelet on this host (e.g. no Docker here): the control plane "
+                        "only")
 
     j = sub.add_parser("join", help="add this host to a cluster as a worker node",
                        description="Check the master's CA against the pinned hash and the "
@@ -757,7 +845,8 @@ def run(a: argparse.Namespace) -> int:
                     etcd_servers=a.etcd_servers, etcd_cafile=a.etcd_cafile,
                     etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
                     token_ttl=a.token_ttl, pod_network_cidr=a.pod_network_cidr,
-                    controller_manager_args=a.controller_manager_arg)
+                    controller_manager_args=a.controller_manager_arg, node_name=a.node_name,
+                    skip_node=a.skip_node)
     if a.command == "join":
         return join(Home.at(a.home), a.master, token=a.token,
                     ca_cert_hash=a.discovery_token_ca_cert_hash, node_name=a.node_name,
@@ -772,4 +861,5 @@ def run(a: argparse.Namespace) -> int:
 
 __all__ = ["COMMANDS", "add_commands", "run", "init", "join", "reset", "discover",
            "parse_duration", "create_token", "join_command", "publish_cluster_info", "Api",
-           "ApiError"]
+           "ApiError", "mark_control_plane", "node_name_of", "CONTROL_PLANE_LABEL",
+           "CONTROL_PLANE_TAINT"]

@@ -1,16 +1,21 @@
 """Several hosts through the product path: three network namespaces on a bridge of their
 own stand in for three machines (each its own address, sharing the one Docker engine).
 ``minik8s init`` runs in the first, ``minik8s join`` in the two others, exactly as the
-README says; the workers' kubelets (and kube-proxies) run inside their namespaces.
+README says; the kubelets (and kube-proxies) run inside their namespaces, the master's too:
+init makes the master a node, labelled ``node-role.kubernetes.io/control-plane`` and tainted
+NoSchedule, as kubeadm does.
 
 Checked: a wrong CA hash aborts the join before the token is ever sent; cluster-info carries
 the token's signature (the controller-manager's bootstrap signer); a wrong, an expired and an
-already used token are refused; both workers become Ready; a Deployment is spread
-across them and its pods reach each other across hosts (through ``mkctl exec``, so the API
-server also verifies the kubelets' serving certificates signed through the CSR path); with
-kube-proxy present, a Service's ClusterIP reaches pods on both hosts. Then one worker is cut
-off (its link down) and its pods are replaced on the other. ``minik8s reset`` on every host
-leaves no process and no pod container behind."""
+already used token are refused; the master node and both workers become Ready, the master
+with ROLES control-plane in ``mkctl get nodes``; a Deployment is spread across the workers
+only and its pods reach each other across hosts (through ``mkctl exec``, so the API server
+also verifies the kubelets' serving certificates signed through the CSR path); a pod that
+tolerates the taint and selects the role runs on the master and reaches a worker's pod (and
+is reached) by pod IP; with kube-proxy present, a Service's ClusterIP reaches pods on both
+workers. Then one worker is cut off (its link down) and its pods are replaced on the other,
+not on the master. ``minik8s reset`` on every host leaves no process and no pod container
+behind."""
 
 from __future__ import annotations
 
@@ -123,15 +128,22 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
     (ns1, ip1, home1), (ns2, ip2, home2), (ns3, ip3, home3) = made
     cidr = net.settings.cluster_cidr
     tag = uuid.uuid4().hex[:5]
-    w1, w2 = f"mh-{tag}-a", f"mh-{tag}-b"
+    w1, w2, mn = f"mh-{tag}-a", f"mh-{tag}-b", f"mh-{tag}-m"
 
     # --- master -----------------------------------------------------------------------------
     started = time.monotonic()
     out = minik8s(ns1, "init", "--home", str(home1), "--advertise-address", ip1,
-                  "--pod-network-cidr", cidr, "--token-ttl", "1h",
+                  "--pod-network-cidr", cidr, "--token-ttl", "1h", "--node-name", mn,
                   f"--controller-manager-arg=--node-monitor-grace-period={GRACE}",
                   f"--controller-manager-arg=--default-eviction-seconds={EVICTION}")
     assert out.returncode == 0, out.stdout + out.stderr
+    print(f"\nminik8s init (control plane and the master's node) returned in "
+          f"{time.monotonic() - started:.1f}s")
+    assert f"kubelet    node {mn} ({ip1}; taint node-role.kubernetes.io/control-plane:" \
+           f"NoSchedule)" in out.stdout, out.stdout
+    assert f"node {mn} registered, labelled node-role.kubernetes.io/control-plane" \
+        in out.stdout, out.stdout
+    assert local.running_pid(local.Home(home1), f"kubelet-{mn}")
     m = JOIN_RE.search(out.stdout)
     assert m, out.stdout
     master, token, ca_hash = m.groups()
@@ -139,6 +151,18 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
     assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
     assert "token create --print-join-command" in out.stdout
     kubeconfig = home1 / "kubeconfig"
+
+    # the master is a node: Ready, ROLES control-plane, as kubectl prints it
+    def master_row():
+        got = mkctl(kubeconfig, "get", "nodes")
+        rows = [line.split() for line in got.stdout.splitlines()]
+        assert rows and rows[0][:3] == ["NAME", "STATUS", "ROLES"], got.stdout + got.stderr
+        return next((r for r in rows[1:] if r[0] == mn), None)
+    deadline = time.monotonic() + 60
+    while (row := master_row()) is None or row[1] != "Ready":
+        assert time.monotonic() < deadline, f"master node not Ready: {row}"
+        time.sleep(1)
+    assert row[2] == "control-plane", row
 
     # etcd speaks https only, and refuses a client without a certificate of its CA
     etcd_port = json.loads((home1 / "run" / "cluster.json").read_text())["etcd_client_port"]
@@ -189,8 +213,14 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
     try:
         async def both_ready():
             nodes = {n["metadata"]["name"]: n for n in (await client.list("nodes"))["items"]}
-            return all(ready(nodes.get(n, {})) == "True" for n in (w1, w2))
-        await wait(both_ready, 120, "both workers Ready")
+            return all(ready(nodes.get(n, {})) == "True" for n in (w1, w2, mn))
+        await wait(both_ready, 120, "both workers and the master Ready")
+        master = await client.get("nodes", mn)
+        assert master["spec"]["taints"] == [
+            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+        assert master["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == ""
+        assert "node-role.kubernetes.io/control-plane" not in (
+            await client.get("nodes", w1))["metadata"]["labels"]
 
         # each worker: a client certificate through its token, a serving one as the node
         csrs = (await client.list("certificatesigningrequests"))["items"]
@@ -243,6 +273,29 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
                                      f"hello-{dst['metadata']['name']}"),
                        60, f"{src['metadata']['name']} reaching {dst['metadata']['name']}")
 
+        # --- a pod tolerating the control-plane taint, selecting the role: on the master ----
+        role = "node-role.kubernetes.io/control-plane"
+        await client.create("pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "on-master", "namespace": ns, "labels": {"app": "cp"}},
+            "spec": {"terminationGracePeriodSeconds": 1, "nodeSelector": {role: ""},
+                     "tolerations": [{"key": role, "operator": "Exists",
+                                      "effect": "NoSchedule"}],
+                     "containers": [{"name": "web", "image": busybox_image, "command": [
+                         "sh", "-c", "echo hello-$(hostname) > /tmp/index.html; "
+                         "exec httpd -f -p 8080 -h /tmp"]}]}}, ns)
+
+        async def on_master():
+            p = await client.get("pods", "on-master", ns)
+            return p if running(p) and p["status"].get("podIP") else None
+        m = await wait(on_master, 120, "the tolerating pod Running on the master")
+        assert m["spec"]["nodeName"] == mn
+        assert ipaddress.ip_address(m["status"]["podIP"]) in ipaddress.ip_network(cidr)
+        for src, dst in ((m, a), (b, m)):  # master -> worker and worker -> master, by pod IP
+            await wait(lambda: reach(src, f"http://{dst['status']['podIP']}:8080/",
+                                     f"hello-{dst['metadata']['name']}"),
+                       60, f"{src['metadata']['name']} reaching {dst['metadata']['name']}")
+
         # --- a Service across hosts (needs kube-proxy) --------------------------------------
         if local._component_available("kube-proxy"):
             svc = await client.create("services", {
@@ -281,6 +334,7 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
                 pods = (await client.list("pods", ns, label_selector="app=sleepers"))["items"]
                 live = [p for p in pods if running(p) and p["spec"]["nodeName"] == w1]
                 return live if len(live) == 2 else None
+            # the master is tainted: the replacements go to the other worker only
             await wait(all_on_w1, GRACE + EVICTION + 120,
                        "both sleepers Running on the remaining worker")
             print(f"\nworker cut off -> its pods Running on the other worker in "
@@ -295,8 +349,9 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
         out = minik8s(namespace, "reset", "--home", str(home))
         assert out.returncode == 0, out.stdout + out.stderr
         assert not pids_under(home)
-    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.minik8s.node={w1}"],
-                          capture_output=True, text=True).stdout.split()
-    left += subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.minik8s.node={w2}"],
-                           capture_output=True, text=True).stdout.split()
+    left = []
+    for name in (w1, w2, mn):
+        left += subprocess.run(["docker", "ps", "-aq", "--filter",
+                                f"label=io.minik8s.node={name}"],
+                               capture_output=True, text=True).stdout.split()
     assert not left, left

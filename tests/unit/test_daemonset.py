@@ -63,6 +63,16 @@ def test_taints_against_tolerations_with_daemon_defaults():
     assert should_run(tolerant, node("a", taints=[{"key": "gpu", "effect": "NoSchedule"}]))
 
 
+def test_the_control_plane_node_only_for_daemons_that_tolerate_it():
+    # `minik8s init`'s master, as kubeadm's: daemon pods get no toleration for it by default
+    key = "node-role.kubernetes.io/control-plane"
+    master = node("m", {key: ""}, taints=[{"key": key, "effect": "NoSchedule"}])
+    assert not should_run({}, master)
+    assert should_run({"tolerations": [{"key": key, "operator": "Exists",
+                                        "effect": "NoSchedule"}]}, master)
+    assert plan(ds(), [master, node("w")], [], "h1") == (["w"], [])
+
+
 def test_pod_is_pinned_through_node_affinity_not_node_name():
     spec = pod_spec_for_node({"containers": [], "nodeSelector": {"x": "y"}}, "n1")
     assert "nodeName" not in spec
