@@ -339,6 +339,46 @@ class BridgeNetwork:
         return self._pod_locks.setdefault(pod_uid, asyncio.Lock())
 
 
+def teardown(bridge: str = BRIDGE) -> list[str]:
+    """Undo, in this network namespace, what ``BridgeNetwork`` set up: for ``minik8s reset``
+    once the kubelet is stopped and its pods' containers are gone. Removes the pod veths
+    still on the bridge, the bridge, every route marked ``RTPROT_MINIK8S`` (host-gw routes
+    and the cluster CIDR's unreachable route), the FORWARD rules and the egress chain.
+    ``ip_forward`` stays as it is: its value before the kubelet is not known. Returns what
+    was removed, for the caller to print."""
+    removed: list[str] = []
+    with IPRoute() as ipr:
+        idx = _index(ipr, bridge)
+        if idx is not None:
+            for link in ipr.get_links():
+                if link.get_attr("IFLA_MASTER") == idx:
+                    with contextlib.suppress(NetlinkError):
+                        ipr.link("del", index=link["index"])
+            with contextlib.suppress(NetlinkError):
+                ipr.link("del", index=idx)
+                removed.append(f"bridge {bridge}")
+        for r in ipr.route("dump", table=_MAIN_TABLE, family=2):
+            if r.get("proto") != RTPROT_MINIK8S or r.get("dst") is None:
+                continue
+            dst = f"{r.get('dst')}/{r.get('dst_len')}"
+            with contextlib.suppress(NetlinkError):
+                ipr.route("del", dst=dst, proto=RTPROT_MINIK8S, type=r["type"],
+                          table=_MAIN_TABLE)
+                removed.append(f"route {dst}")
+    if shutil.which("iptables") is not None:
+        import subprocess
+
+        def iptables(*args: str) -> bool:
+            return subprocess.run(["iptables", "-w", "5", *args], capture_output=True
+                                  ).returncode == 0
+        for rule in (["-i", bridge, "-j", EGRESS_CHAIN], ["-o", bridge, "-j", "ACCEPT"]):
+            while iptables("-D", "FORWARD", *rule):
+                pass
+        if iptables("-F", EGRESS_CHAIN) and iptables("-X", EGRESS_CHAIN):
+            removed.append(f"chain {EGRESS_CHAIN}")
+    return removed
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -444,5 +484,5 @@ async def _iptables(*args: str, check: bool = True) -> int:
     return proc.returncode or 0
 
 
-__all__ = ["BridgeNetwork", "PodNetworkError", "host_veth_name", "BRIDGE", "EGRESS_CHAIN",
-           "RTPROT_MINIK8S"]
+__all__ = ["BridgeNetwork", "PodNetworkError", "host_veth_name", "teardown", "BRIDGE",
+           "EGRESS_CHAIN", "RTPROT_MINIK8S"]

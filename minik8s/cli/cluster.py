@@ -729,10 +729,12 @@ def reset(home: Home) -> int:
     stopped = [n for n in names if n.startswith(("kubelet-", "kube-proxy-"))
                and local.stop(home, n)]
     node = settings.get("node_name")
+    cleaned: list[str] = []
     if settings.get("mode") in ("join", "init") and node:
         removed = _remove_node_containers(node, home.nodes / node / "ca.crt")
         if removed:
             print(f"removed {removed} pod container(s) of node {node}")
+        cleaned = _remove_node_network()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = local.down(home, purge=True)
@@ -743,9 +745,32 @@ def reset(home: Home) -> int:
         elif line != "nothing was running":
             rest.append(line)
     print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    if cleaned:
+        print("removed: " + ", ".join(cleaned))
     for line in rest:
         print(line)
     return code
+
+
+def _remove_node_network() -> list[str]:
+    """What this host's kubelet and kube-proxy set up in its network namespace (the one
+    ``reset`` runs in, as ``init``/``join`` did): the pod bridge, routes and egress chain,
+    then kube-proxy's rules, service bridge and addresses (``kube-proxy --cleanup``)."""
+    try:
+        from kubelet.network.bridge import teardown
+        removed = teardown()
+    except Exception as exc:  # noqa: BLE001 - reset goes on; say what was left
+        print(f"warning: the pod network was not removed: {exc}", file=sys.stderr)
+        removed = []
+    if local._component_available("kube-proxy"):
+        out = subprocess.run(local._python_component("kube-proxy", "--cleanup"),
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            print(f"warning: kube-proxy --cleanup failed: {out.stderr.strip()[-300:]}",
+                  file=sys.stderr)
+        elif out.stdout.startswith("removed: "):
+            removed += out.stdout.strip()[len("removed: "):].split(", ")
+    return removed
 
 
 def _remove_node_containers(node: str, ca_file: Path) -> int:

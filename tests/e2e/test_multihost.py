@@ -349,6 +349,16 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
         out = minik8s(namespace, "reset", "--home", str(home))
         assert out.returncode == 0, out.stdout + out.stderr
         assert not pids_under(home)
+        # nor any of the node's network state in the host's namespace
+        links = subprocess.run(["ip", "-n", namespace, "-o", "link"], capture_output=True,
+                               text=True, check=True).stdout
+        assert "mk8s-pods" not in links and "mk8s-svc" not in links, links
+        routes = subprocess.run(["ip", "-n", namespace, "route", "show", "proto", "77"],
+                                capture_output=True, text=True, check=True).stdout
+        assert routes.strip() == "", routes
+        rules = subprocess.run(["ip", "netns", "exec", namespace, "iptables-save"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "MK8S-POD-EGRESS" not in rules and "KUBE-" not in rules, rules
     left = []
     for name in (w1, w2, mn):
         left += subprocess.run(["docker", "ps", "-aq", "--filter",
