@@ -251,7 +251,6 @@ def add_routes(app: FastAPI, srv: Any) -> None:
 async def exec_websocket(srv: Any, ws: WebSocket, namespace: str, name: str) -> None:
     q = ws.query_params
     offered = [p for p in ws.scope.get("subprotocols") or []]
-    upstream = None
     try:
         _check((ws.scope.get("state") or {}).get("user"), "create", namespace, name, "exec",
                ws.url.path)
@@ -262,29 +261,15 @@ async def exec_websocket(srv: Any, ws: WebSocket, namespace: str, name: str) -> 
         params += [(k, q[k]) for k in EXEC_PARAMS if k in q]
         url = (f"wss://{url_host(host)}:{port}/exec/{namespace}/{name}/{container}?"
                f"{urlencode(params)}")
-        try:
-            upstream = await ws_connect(
-                url, ssl=kubelet_client(srv).ssl_context(), subprotocols=offered or None,
-                max_size=None, compression=None, open_timeout=10, ping_interval=None,
-                proxy=None)
-        except websockets.InvalidStatus as exc:
-            raise _upstream_error(exc.response.status_code, exc.response.body or b"",
-                                  name) from None
-        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
-            raise _unreachable(url, exc) from None
+        upstream = await _dial_kubelet(srv, url, name, subprotocols=offered or None)
     except StatusError as err:
         await ws.send_denial_response(JSONResponse(err.to_status(), status_code=err.code))
         return
-    try:
-        await ws.accept(subprotocol=upstream.subprotocol)
-        await _relay(ws, upstream)
-    finally:
-        await upstream.close()
+    await _accept_and_relay(ws, upstream)
 
 
 async def portforward_websocket(srv: Any, ws: WebSocket, namespace: str, name: str) -> None:
     offered = [p for p in ws.scope.get("subprotocols") or []]
-    upstream = None
     try:
         _check((ws.scope.get("state") or {}).get("user"), "create", namespace, name,
                "portforward", ws.url.path)
@@ -296,19 +281,29 @@ async def portforward_websocket(srv: Any, ws: WebSocket, namespace: str, name: s
         url = f"wss://{url_host(host)}:{port}/portForward/{namespace}/{name}"
         if params:
             url += "?" + urlencode(params)
-        try:
-            upstream = await ws_connect(
-                url, ssl=kubelet_client(srv).ssl_context(), max_size=None, compression=None,
-                open_timeout=10, ping_interval=None, proxy=None,
-                **(websocket_subprotocols(offered) if offered else {}))
-        except websockets.InvalidStatus as exc:
-            raise _upstream_error(exc.response.status_code, exc.response.body or b"",
-                                  name) from None
-        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
-            raise _unreachable(url, exc) from None
+        upstream = await _dial_kubelet(
+            srv, url, name, **(websocket_subprotocols(offered) if offered else {}))
     except StatusError as err:
         await ws.send_denial_response(JSONResponse(err.to_status(), status_code=err.code))
         return
+    await _accept_and_relay(ws, upstream)
+
+
+async def _dial_kubelet(srv: Any, url: str, pod_name: str, **kw: Any) -> Any:
+    """A WebSocket to the kubelet at ``url`` (its serving certificate checked); a refusal
+    becomes the kubelet's own Status, an unreachable kubelet a 500 as Kubernetes gives."""
+    try:
+        return await ws_connect(url, ssl=kubelet_client(srv).ssl_context(), max_size=None,
+                                compression=None, open_timeout=10, ping_interval=None,
+                                proxy=None, **kw)
+    except websockets.InvalidStatus as exc:
+        raise _upstream_error(exc.response.status_code, exc.response.body or b"",
+                              pod_name) from None
+    except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+        raise _unreachable(url, exc) from None
+
+
+async def _accept_and_relay(ws: WebSocket, upstream: Any) -> None:
     try:
         await ws.accept(subprotocol=upstream.subprotocol)
         await _relay(ws, upstream)
