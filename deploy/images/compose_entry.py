@@ -91,27 +91,19 @@ def certs() -> int:
     return 0
 
 
-def etcd_tls() -> dict[str, Path]:
-    from minik8s.pki.etcd import EtcdPKI
-    return EtcdPKI(data_dir() / "pki" / "etcd").tls_files()
-
-
 def etcd() -> int:
+    from minik8s.cli.local import etcd_tls_flags
+    from minik8s.pki.etcd import EtcdPKI
     data = data_dir() / "etcd"
     data.mkdir(parents=True, exist_ok=True)
-    tls = etcd_tls()
+    tls = EtcdPKI(data_dir() / "pki" / "etcd").tls_files()
     os.execvp("etcd", ["etcd", "--name", "minik8s", "--data-dir", str(data),
                        "--listen-client-urls", "https://0.0.0.0:2379",
                        "--advertise-client-urls", ETCD_URL,
                        "--listen-peer-urls", "https://127.0.0.1:2380",
                        "--initial-advertise-peer-urls", "https://127.0.0.1:2380",
                        "--initial-cluster", "minik8s=https://127.0.0.1:2380",
-                       "--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
-                       "--client-cert-auth", "--trusted-ca-file", str(tls["ca"]),
-                       "--peer-cert-file", str(tls["peer_cert"]),
-                       "--peer-key-file", str(tls["peer_key"]),
-                       "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls["ca"]),
-                       "--auto-compaction-mode", "periodic",
+                       *etcd_tls_flags(tls), "--auto-compaction-mode", "periodic",
                        "--auto-compaction-retention", "1h", "--log-level", "warn"])
 
 

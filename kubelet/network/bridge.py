@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -366,8 +367,6 @@ def teardown(bridge: str = BRIDGE) -> list[str]:
                           table=_MAIN_TABLE)
                 removed.append(f"route {dst}")
     if shutil.which("iptables") is not None:
-        import subprocess
-
         def iptables(*args: str) -> bool:
             return subprocess.run(["iptables", "-w", "5", *args], capture_output=True
                                   ).returncode == 0

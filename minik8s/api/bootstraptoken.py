@@ -113,6 +113,16 @@ def is_expired(secret: dict[str, Any], now: datetime | None = None) -> bool:
     return exp is not None and exp <= (now or datetime.now(timezone.utc))
 
 
+def _lapsed(data: dict[str, str], now: datetime | None) -> bool:
+    """Whether decoded token ``data`` may no longer be used: its ``expiration`` has passed
+    or cannot be read (as Kubernetes treats it; ``is_expired`` keeps an unreadable one)."""
+    text = data.get("expiration")
+    if not text:
+        return False
+    t = _parse_time(text)
+    return t is None or t <= (now or datetime.now(timezone.utc))
+
+
 def is_single_use(secret: dict[str, Any]) -> bool:
     return ((secret.get("metadata") or {}).get("annotations") or {}).get(SINGLE_USE) == "true"
 
@@ -132,13 +142,8 @@ def authenticate(secret: dict[str, Any] | None, token_id: str, token_secret: str
     if data.get("token-id") != token_id or not secrets.compare_digest(
             data.get("token-secret", ""), token_secret):
         return None
-    if data.get("usage-bootstrap-authentication") != "true":
+    if data.get("usage-bootstrap-authentication") != "true" or _lapsed(data, now):
         return None
-    exp = data.get("expiration")
-    if exp:
-        t = _parse_time(exp)
-        if t is None or t <= (now or datetime.now(timezone.utc)):
-            return None
     extra = tuple(g for g in data.get("auth-extra-groups", "").split(",")
                   if g.startswith(GROUP + ":"))
     return USER_PREFIX + token_id, (GROUP, *extra)
@@ -160,13 +165,8 @@ def signing_token(secret: dict[str, Any], now: datetime | None = None
     if md.get("name") != secret_name(token_id) or not TOKEN_RE.match(
             f"{token_id}.{token_secret}"):
         return None
-    if data.get("usage-bootstrap-signing") != "true":
+    if data.get("usage-bootstrap-signing") != "true" or _lapsed(data, now):
         return None
-    exp = data.get("expiration")
-    if exp:
-        t = _parse_time(exp)
-        if t is None or t <= (now or datetime.now(timezone.utc)):
-            return None
     return token_id, token_secret
 
 

@@ -217,6 +217,15 @@ def _etcd_ports(settings: dict) -> tuple[int, int]:
 # --- components -----------------------------------------------------------------------------
 
 
+def etcd_tls_flags(tls: dict[str, Path]) -> list[str]:
+    """etcd's flags for https with client and peer certificates required and checked
+    against ``tls["ca"]`` (keys as ``EtcdPKI.tls_files`` gives them)."""
+    return ["--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
+            "--client-cert-auth", "--trusted-ca-file", str(tls["ca"]),
+            "--peer-cert-file", str(tls["peer_cert"]), "--peer-key-file", str(tls["peer_key"]),
+            "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls["ca"])]
+
+
 def etcd_command(data_dir: Path, client_port: int, peer_port: int, name: str = "minik8s", *,
                  host: str = "127.0.0.1", tls: dict[str, Path] | None = None,
                  initial_cluster: str | None = None) -> list[str]:
@@ -232,13 +241,7 @@ def etcd_command(data_dir: Path, client_port: int, peer_port: int, name: str = "
     client = f"{scheme}://{host}:{client_port}"
     listen = client if host == "127.0.0.1" else f"{client},{scheme}://127.0.0.1:{client_port}"
     peer = f"{scheme}://{host}:{peer_port}"
-    secure: list[str] = []
-    if tls:
-        secure = ["--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
-                  "--client-cert-auth", "--trusted-ca-file", str(tls["ca"]),
-                  "--peer-cert-file", str(tls["peer_cert"]),
-                  "--peer-key-file", str(tls["peer_key"]),
-                  "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls["ca"])]
+    secure = etcd_tls_flags(tls) if tls else []
     return [binary, "--name", name, "--data-dir", str(data_dir),
             "--listen-client-urls", listen, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
