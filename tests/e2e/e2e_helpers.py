@@ -137,3 +137,18 @@ def other_node_1_kubelets() -> list[int]:
         sys.path.insert(0, str(ROOT))
     from bench.common import other_node_1_kubelets as others
     return others()
+
+
+def node_ready(node: dict) -> str:
+    """The Node's Ready condition status: ``True``, ``False`` or ``Unknown``."""
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status") or "Unknown"
+    return "Unknown"
+
+
+def pod_running(pod: dict) -> bool:
+    """Running, not being deleted, and every container ready."""
+    st = pod.get("status") or {}
+    return (st.get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp")
+            and all(s.get("ready") for s in st.get("containerStatuses") or [{}]))

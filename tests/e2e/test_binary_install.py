@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import ROOT, wait_for
+from e2e_helpers import ROOT, pod_running, wait_for
 from kubelet.runtime.base import LABEL_CLUSTER, LABEL_NODE
 from minik8s.cli.netns import NodeNetworks
 from minik8s.client import Client
@@ -366,19 +366,6 @@ class MiniSystemd:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def ready(node: dict) -> str:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c.get("status") or "Unknown"
-    return "Unknown"
-
-
-def running(pod: dict) -> bool:
-    st = pod.get("status") or {}
-    return (st.get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp")
-            and all(s.get("ready") for s in st.get("containerStatuses") or [{}]))
-
-
 def heartbeat(node: dict) -> datetime | None:
     for c in (node.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready" and c.get("lastHeartbeatTime"):
@@ -532,7 +519,7 @@ async def test_readme_binary_install_on_two_hosts(hosts, busybox_image, tmp_path
 
         async def web_running():
             pods = (await client.list("pods", ns, label_selector="app=web"))["items"]
-            ok = len(pods) == 2 and all(running(p) and p["spec"].get("nodeName") == NODE
+            ok = len(pods) == 2 and all(pod_running(p) and p["spec"].get("nodeName") == NODE
                                         for p in pods)
             return pods if ok else None
         pods = await waiting(web_running, 180, f"both web pods Running on {NODE}")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e_helpers import node_ready, pod_running
 from minik8s.cli import local
 from minik8s.cli.netns import NodeNetworks
 from minik8s.client import Client
@@ -85,19 +86,6 @@ async def wait(pred, timeout: float, what: str, interval: float = 0.5):
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} "
                                  f"(last error: {last})")
         await asyncio.sleep(interval)
-
-
-def ready(node: dict) -> str:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c.get("status") or "Unknown"
-    return "Unknown"
-
-
-def running(pod: dict) -> bool:
-    st = pod.get("status") or {}
-    return (st.get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp")
-            and all(s.get("ready") for s in st.get("containerStatuses") or [{}]))
 
 
 @pytest.fixture
@@ -213,7 +201,7 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
     try:
         async def both_ready():
             nodes = {n["metadata"]["name"]: n for n in (await client.list("nodes"))["items"]}
-            return all(ready(nodes.get(n, {})) == "True" for n in (w1, w2, mn))
+            return all(node_ready(nodes.get(n, {})) == "True" for n in (w1, w2, mn))
         await wait(both_ready, 120, "both workers and the master Ready")
         master = await client.get("nodes", mn)
         assert master["spec"]["taints"] == [
@@ -252,7 +240,7 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
 
         async def spread():
             pods = (await client.list("pods", ns, label_selector="app=web"))["items"]
-            ok = len(pods) == 2 and all(running(p) and p["status"].get("podIP") for p in pods)
+            ok = len(pods) == 2 and all(pod_running(p) and p["status"].get("podIP") for p in pods)
             return pods if ok and {p["spec"]["nodeName"] for p in pods} == {w1, w2} else None
         pods = await wait(spread, 180, "a web pod Running on each worker")
         # a figure for the notes, not an assertion: the refused joins above are included
@@ -287,7 +275,7 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
 
         async def on_master():
             p = await client.get("pods", "on-master", ns)
-            return p if running(p) and p["status"].get("podIP") else None
+            return p if pod_running(p) and p["status"].get("podIP") else None
         m = await wait(on_master, 120, "the tolerating pod Running on the master")
         assert m["spec"]["nodeName"] == mn
         assert ipaddress.ip_address(m["status"]["podIP"]) in ipaddress.ip_network(cidr)
@@ -320,8 +308,8 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
 
         async def sleepers_running():
             pods = (await client.list("pods", ns, label_selector="app=sleepers"))["items"]
-            return [p for p in pods if running(p)] if len(pods) == 2 and all(
-                running(p) for p in pods) else None
+            return [p for p in pods if pod_running(p)] if len(pods) == 2 and all(
+                pod_running(p) for p in pods) else None
         await wait(sleepers_running, 120, "the sleepers Running")
         veth = net.settings.host_veth(3)  # the host side of w2's link
         subprocess.run(["ip", "link", "set", veth, "down"], check=True)
@@ -329,10 +317,10 @@ async def test_init_join_spread_and_cut_off(hosts, busybox_image):
         try:
             async def all_on_w1():
                 node = await client.get("nodes", w2)
-                if ready(node) == "True":
+                if node_ready(node) == "True":
                     return None
                 pods = (await client.list("pods", ns, label_selector="app=sleepers"))["items"]
-                live = [p for p in pods if running(p) and p["spec"]["nodeName"] == w1]
+                live = [p for p in pods if pod_running(p) and p["spec"]["nodeName"] == w1]
                 return live if len(live) == 2 else None
             # the master is tainted: the replacements go to the other worker only
             await wait(all_on_w1, GRACE + EVICTION + 120,

@@ -328,6 +328,35 @@ class FakeClient:
             self._watchers[res].remove(watcher)
 
 
+class FakeInformer:
+    """An informer over a ``FakeClient``'s stored objects, for controllers that only read
+    their informers' caches (``get``/``list``); handlers are not called."""
+
+    def __init__(self, client: FakeClient, resource: str, namespace: str | None):
+        self.client, self.resource, self.namespace = client, resource, namespace
+
+    def get(self, key: str) -> Obj | None:
+        ns, _, name = key.rpartition("/")
+        return self.client.stored(self.resource, name, ns or None)
+
+    def list(self) -> list[Obj]:
+        return [o for o in self.client.objects.get(self.resource, {}).values()
+                if self.namespace is None or o["metadata"].get("namespace") == self.namespace]
+
+    def add_handler(self, *handlers: Any) -> None:
+        pass
+
+
+class FakeInformers:
+    """What a controller's ``informers`` argument offers, as ``FakeInformer``s."""
+
+    def __init__(self, client: FakeClient):
+        self.client = client
+
+    def informer(self, resource: str, namespace: str | None = None, **_: Any) -> FakeInformer:
+        return FakeInformer(self.client, resource, namespace)
+
+
 class FakeClock:
     """Monotonic time that moves only when ``advance`` is called."""
 

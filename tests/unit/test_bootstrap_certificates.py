@@ -22,7 +22,7 @@ from minik8s.cli.cluster import parse_duration
 from minik8s.cli.local import ClusterError
 from minik8s.pki import create_ca, make_csr
 
-from fakes import FakeClient
+from fakes import FakeClient, FakeInformers
 
 CSR = REGISTRY.resolve("csr")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -227,26 +227,6 @@ def test_profiles():
 # --- the controller -----------------------------------------------------------------------------
 
 
-class _Informer:
-    def __init__(self, client: FakeClient, resource: str, namespace: str | None):
-        self.client, self.resource, self.namespace = client, resource, namespace
-
-    def get(self, key: str):
-        ns, _, name = key.rpartition("/")
-        return self.client.stored(self.resource, name, ns or None)
-
-    def add_handler(self, *handlers):
-        pass
-
-
-class _Informers:
-    def __init__(self, client):
-        self.client = client
-
-    def informer(self, resource, namespace=None, **_):
-        return _Informer(self.client, resource, namespace)
-
-
 @pytest.fixture
 def ca(tmp_path):
     cert, key = create_ca()
@@ -256,7 +236,7 @@ def ca(tmp_path):
 
 
 def _controller(client, ca):
-    return CertificateController(client, _Informers(client), signing_cert=str(ca[0]),
+    return CertificateController(client, FakeInformers(client), signing_cert=str(ca[0]),
                                  signing_key=str(ca[1]))
 
 
@@ -346,7 +326,7 @@ async def test_token_cleaner_deletes_expired_tokens_only():
     client.seed("secrets", bt.new_secret("bbbbbb.0123456789abcdef", ttl=timedelta(hours=1)))
     client.seed("secrets", {"metadata": {"name": "plain", "namespace": "kube-system"},
                             "type": "Opaque"})
-    cleaner = TokenCleaner(client, _Informers(client))
+    cleaner = TokenCleaner(client, FakeInformers(client))
     assert await cleaner.reconcile("kube-system/bootstrap-token-aaaaaa") is None
     result = await cleaner.reconcile("kube-system/bootstrap-token-bbbbbb")
     assert result is not None and 3500 < result.requeue_after <= 3601

@@ -21,7 +21,7 @@ from minik8s.api.errors import Conflict
 from minik8s.pki.jws import (b64url_decode, b64url_encode, detached_signature,
                              detached_signature_valid)
 
-from fakes import FakeClient
+from fakes import FakeClient, FakeInformers
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 KUBECONFIG = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://10.0.0.1:6443\n"
@@ -146,30 +146,6 @@ def test_wanted_signatures_and_signed_data():
 # --- the controller over a fake client ----------------------------------------------------------
 
 
-class _Informer:
-    def __init__(self, client: FakeClient, resource: str, namespace: str | None):
-        self.client, self.resource, self.namespace = client, resource, namespace
-
-    def get(self, key):
-        ns, _, name = key.rpartition("/")
-        return self.client.stored(self.resource, name, ns or None)
-
-    def list(self):
-        return [o for o in self.client.objects.get(self.resource, {}).values()
-                if self.namespace is None or o["metadata"].get("namespace") == self.namespace]
-
-    def add_handler(self, *handlers):
-        pass
-
-
-class _Informers:
-    def __init__(self, client):
-        self.client = client
-
-    def informer(self, resource, namespace=None, **_):
-        return _Informer(self.client, resource, namespace)
-
-
 def _cluster_info(data):
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": data}
@@ -185,7 +161,7 @@ async def test_signer_adds_updates_removes_and_writes_only_on_change():
                                              "jws-kubeconfig-gone00": "old..sig"}))
     client.seed("secrets", bt.new_secret("aaaaaa.0123456789abcdef", ttl=timedelta(hours=1)))
     client.seed("secrets", bt.new_secret("bbbbbb.0123456789abcdef", ttl=None))
-    signer = BootstrapSigner(client, _Informers(client))
+    signer = BootstrapSigner(client, FakeInformers(client))
     result = await signer.reconcile(CONFIGMAP_KEY)
     assert result is not None and 3500 < result.requeue_after <= 3601  # aaaaaa's expiry
     assert _data(client) == {
@@ -208,7 +184,7 @@ async def test_signer_adds_updates_removes_and_writes_only_on_change():
 async def test_signer_leaves_a_configmap_without_kubeconfig_alone_and_conflicts_propagate():
     client = FakeClient()
     client.seed("secrets", bt.new_secret("aaaaaa.0123456789abcdef", ttl=None))
-    signer = BootstrapSigner(client, _Informers(client))
+    signer = BootstrapSigner(client, FakeInformers(client))
     assert await signer.reconcile(CONFIGMAP_KEY) is None  # no ConfigMap at all
     client.seed("configmaps", _cluster_info({"other": "x"}))
     assert await signer.reconcile(CONFIGMAP_KEY) is None
