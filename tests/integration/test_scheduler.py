@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from cluster import start_apiserver, start_etcd, stop_process
+from cluster import eventually, start_apiserver, start_etcd, stop_process
 
 from minik8s.api.errors import NotFound
 from minik8s.client import Client
@@ -304,6 +304,10 @@ async def test_leader_election_only_the_leader_binds(env):
         await env.create(make_pod(f"le-{i}"))
     for i in range(6):
         await env.wait_bound(f"le-{i}")
+
+    async def counted(n: int) -> bool:  # a binding shows before its bind call returns
+        return s1.bound + s2.bound >= n
+    await eventually(lambda: counted(6), timeout=5, message="bindings counted")
     assert sorted([s1.bound, s2.bound]) == [0, 6]
     lease = await client.get("leases.coordination.k8s.io", LEASE_NAME, LEASE_NAMESPACE)
     leader, standby, leader_task = (s1, s2, t1) if s1.bound else (s2, s1, t2)
@@ -313,6 +317,7 @@ async def test_leader_election_only_the_leader_binds(env):
     await asyncio.gather(leader_task, return_exceptions=True)
     await env.create(make_pod("after"))
     await env.wait_bound("after", timeout=20)
+    await eventually(lambda: counted(7), timeout=5, message="the standby's binding counted")
     assert standby.bound == 1
 
 
